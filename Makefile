@@ -6,10 +6,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 
+DEMO_DATA ?= data/demo
+DEMO_SHARDS ?= shards/demo
+WORKERS ?= 2
+CONFIG ?= tiny
+MODEL ?= c2
+SHARDS ?= $(DEMO_SHARDS)/train
+RUN ?= runs/$(MODEL)-$(CONFIG)
+STEPS ?=
+
 .DEFAULT_GOAL := help
+.PHONY: help install test lint demo demo-shards bench params train
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n",$$1,$$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,8 +32,24 @@ install: $(STAMP) ## create .venv and install the project (fast when already don
 test: install ## run the test suite
 	$(BIN)/python -m pytest tests
 
-lint: install ## ruff
+lint: install ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-.PHONY: help install test lint
+demo-shards: install ## demo data -> train/validate shards -> inspect --verify --render
+	$(BIN)/blendkit demo-data $(DEMO_DATA)
+	$(BIN)/blendkit make-shards $(DEMO_DATA) --out $(DEMO_SHARDS)/train \
+		--annotations $(DEMO_DATA)/annotations/train.csv --split train \
+		--num-samples 192 --samples-per-shard 16 --workers $(WORKERS)
+	$(BIN)/blendkit make-shards $(DEMO_DATA) --out $(DEMO_SHARDS)/validate \
+		--annotations $(DEMO_DATA)/annotations/validate.csv --split validate \
+		--num-samples 48 --samples-per-shard 16 --workers $(WORKERS) --seed 1
+	$(BIN)/blendkit inspect $(DEMO_SHARDS)/train --verify --render $(DEMO_SHARDS)/train/contact_sheet.png
+
+demo: demo-shards ## the main job end to end on the built-in demo data
+
+params: install ## parameter counts at paper size next to Table 1
+	$(BIN)/python -m trainer.params
+
+bench: install ## benchmarks -> BENCHMARKS.md
+	$(BIN)/python -m blendkit.bench --out BENCHMARKS.md

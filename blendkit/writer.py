@@ -72,5 +72,8 @@ class ShardWriter:
         os.replace(self._tmp, self.tar_path)
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._tar.close()  # end the tar stream before its file goes away
+        finally:
+            self._file.close()
         self._tmp.unlink(missing_ok=True)

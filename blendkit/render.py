@@ -1,0 +1,65 @@
+"""Contact sheet of shard samples: a person can see what the blends look like and hear-by-eye the audio.
+
+One row per sample: four frames (start, 1/3, 2/3, end) of mix, v1, v2 and alpha, then the
+spectrograms of a1 and a2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from blendkit import codec  # noqa: E402
+
+N_FRAMES = 4
+
+
+def frame_strip(video: np.ndarray, n: int = N_FRAMES) -> np.ndarray:
+    """n frames of a (T,H,W[,3]) video side by side with a 2-pixel white gap."""
+    idx = np.linspace(0, len(video) - 1, n).round().astype(int)
+    frames = [video[i] for i in idx]
+    gap = np.full((*frames[0].shape[:1], 2, *frames[0].shape[2:]), frames[0].max() or 1,
+                  frames[0].dtype)  # fmt: skip
+    return np.concatenate([x for f in frames for x in (f, gap)][:-1], axis=1)
+
+
+def contact_sheet(samples: list[tuple[str, dict, dict]], path: Path) -> None:
+    """Draw ``(key, raw sample, meta)`` rows into a PNG at ``path``."""
+    from blendkit.inspect import audio_member, decoded_frames
+
+    if not samples:
+        raise ValueError(f"{path}: nothing to render (no readable samples)")
+    cols = ("mix", "v1", "v2", "alpha", "a1", "a2")
+    fig, axes = plt.subplots(len(samples), len(cols), figsize=(26, 2.2 * len(samples)),
+                             gridspec_kw={"width_ratios": [4, 4, 4, 4, 1.6, 1.6]},
+                             squeeze=False)  # fmt: skip
+    for row, (key, sample, meta) in zip(axes, samples):
+        frames = decoded_frames(sample)
+        for ax, name in zip(row, cols):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name in ("a1", "a2"):
+                data = audio_member(sample, name)
+                if data is None:
+                    ax.text(0.5, 0.5, "no audio", ha="center", va="center")
+                else:
+                    audio, rate = codec.decode_audio(data)
+                    ax.specgram(audio, NFFT=512, Fs=rate, noverlap=352, cmap="magma")
+                    ax.set_ylim(0, min(rate / 2, 8000))
+            elif name == "alpha":
+                ax.imshow(frame_strip(frames[name]), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(frame_strip(frames[name]))
+            side = meta.get(name, {}) if name in ("v1", "v2") else {}
+            label = f" ({side.get('label') or side.get('youtube_id')})" if side else ""
+            ax.set_title(f"{name}{label}", fontsize=9)
+        row[0].set_ylabel(f"{key.split(':')[-1]}\n{meta['blend']}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,39 @@
+"""The blendkit CLI: one-line errors for bad input, the library does the work."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from cli import app
+
+runner = CliRunner()
+
+
+def _one_line_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_source_folder(tmp_path):
+    result = runner.invoke(app, ["make-shards", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    _one_line_error(result, "nope", "does not exist")
+
+
+def test_bad_blend_option(tmp_path):
+    result = runner.invoke(app, ["make-shards", str(tmp_path), "--blend", "fuzzy"])
+    _one_line_error(result, "blend", "fuzzy")
+
+
+def test_inspect_empty_folder(tmp_path):
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    _one_line_error(result, str(tmp_path), "no shard-*.tar")
+
+
+def test_unreadable_annotations(tmp_path):
+    csv = tmp_path / "a.csv"
+    csv.write_text("nothing,useful\n")
+    result = runner.invoke(app, ["make-shards", str(tmp_path), "--annotations", str(csv)])
+    _one_line_error(result, "a.csv", "missing column")

@@ -1,0 +1,229 @@
+"""Networks of the paper: Centrifuge, CentrifugePC, C2 (w/o masking) and C3 (two controls).
+
+``build_model(name, cfg)`` assembles small modules (``i3d``, ``masking``, ``decoder``,
+``composition``, ``audio``, ``control``) into one ``DecompositionNet`` code path (two of them
+for ``centrifuge_pc``). Every model is called as ``model(video, audio=None) -> ModelOutput``
+with video (B, 3, T, H, W) in [0, 1] (T % 8 == 0, H, W % 32 == 0) and audio a log-mel
+spectrogram (B, 1, n_mels, frames) for the audio models, None otherwise.
+
+| name          | masking | composition | audio | control       | Table 1 |
+|---------------|---------|-------------|-------|---------------|---------|
+| centrifuge    |         |             |       |               | 22.6M   |
+| centrifuge_pc |         |             |       |               | 45.4M   |
+| c2_nomask     |         | yes         |       |               | 23.4M   |
+| c2            | yes     | yes         |       |               | 27.1M   |
+| c3_det        | yes     | yes         | yes   | deterministic | -       |
+| c3_internal   | yes     | yes         | yes   | internal      | -       |
+
+Output activation: Centrifuge outputs go through a sigmoid; C2/C3 layers go through a sigmoid
+and beta through a softmax over the m layers, so outputs are convex combinations of layers in
+[0, 1] and eq. 2 holds exactly (no clamp anywhere).
+
+How the sizes match Table 1 (paper size: n = m = 4, width 1.0; ``python -m trainer.params``):
+the I3D encoder without logits is fixed at 12.29M. Table 1 leaves 22.6 - 12.3 = 10.3M for the
+Centrifuge decoder, so ``decoder_widths = (192, 128, 96, 64, 32)`` (one up-conv + one 3x3x3
+conv per stage) gives 10.18M and Centrifuge 22.47M (-0.6%). CentrifugePC is two Centrifuges,
+the second with a 15-channel stem (45.20M, -0.4%). C2 w/o masking adds the beta head to the
+layer generator (22.49M, -3.9%: the paper's layer generator is 0.8M bigger than its Centrifuge
+decoder, but how is not said). C2's masking adds 27.1 - 23.4 = 3.7M, which we spend on a
+mask generator decoder of ``mask_widths = (64, 64, 64, 32, 16)`` (3.56M; C2 26.05M, -3.9%).
+n and m change only the heads, so the counts barely depend on them.
+
+Where the paper is silent we chose (and document in each module): gated levels (all four
+decoder inputs by default, ``mask_levels``), mask resolution (full, ``len(mask_widths)``),
+per-pixel beta (``beta_mode``), the control regressor design and its own audio net
+(``control_audio``), and the audio net widths of [4].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from trainer.models.audio import AudioNet, AudioVisualFusion
+from trainer.models.composition import Composition, LayerHead, ScalarBetaHead
+from trainer.models.control import ControlRegressor
+from trainer.models.decoder import UNetDecoder, VideoHead
+from trainer.models.i3d import FEATURE_LEVELS, I3DEncoder, scale_channels
+from trainer.models.masking import FeatureGating, MaskGenerator
+from trainer.models.network import AudioModules, DecompositionNet, ModelOutput, PredictorCorrector
+
+__all__ = [
+    "MODEL_NAMES",
+    "ModelConfig",
+    "ModelOutput",
+    "build_model",
+    "count_parameters",
+    "resolve_config",
+    "to_channels_last",
+]
+
+CONTROLS = ("none", "deterministic", "internal")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Structural switches fixed by a model name."""
+
+    masking: bool
+    composition: bool
+    control: str
+    predictor_corrector: bool = False
+
+
+VARIANTS: dict[str, Variant] = {
+    "centrifuge": Variant(masking=False, composition=False, control="none"),
+    "centrifuge_pc": Variant(False, False, "none", predictor_corrector=True),
+    "c2_nomask": Variant(masking=False, composition=True, control="none"),
+    "c2": Variant(masking=True, composition=True, control="none"),
+    "c3_det": Variant(masking=True, composition=True, control="deterministic"),
+    "c3_internal": Variant(masking=True, composition=True, control="internal"),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(VARIANTS)
+
+
+@dataclass
+class ModelConfig:
+    """Sizes and options; ``resolve_config`` fills ``audio`` and ``control`` from the name."""
+
+    n_outputs: int = 4  # n output videos
+    n_layers: int = 4  # m layers (and masks)
+    width: float = 1.0  # channel multiplier for every module (rounded to multiples of 8)
+    audio: bool | None = None  # None: True for c3_*, else False; True on others adds fusion only
+    control: str | None = None  # none|deterministic|internal; None: from the name
+    n_mels: int = 64  # mel bands of the audio input
+    beta_mode: str = "pixel"  # pixel: beta (B,n,m,T,H,W); scalar: beta (B,n,m)
+    mask_levels: tuple[str, ...] = FEATURE_LEVELS  # I3D levels gated by the masks (eq. 1)
+    decoder_widths: tuple[int, ...] = (192, 128, 96, 64, 32)  # layer generator / decoder
+    mask_widths: tuple[int, ...] = (64, 64, 64, 32, 16)  # 5 stages: masks at full resolution
+    audio_widths: tuple[int, ...] = (64, 128, 256, 512)  # VGG blocks of the audio net
+    beta_hidden: int = 512  # hidden units of the scalar beta MLP
+    control_widths: tuple[int, ...] = (32, 64, 128)  # output-video encoder of the regressor
+    control_hidden: int = 256  # hidden units of the regressor MLP
+    control_audio: str = "own"  # own: regressor has its own audio net; shared: not detached
+
+
+def resolve_config(name: str, cfg: ModelConfig) -> ModelConfig:
+    """The config with ``audio``/``control`` set for ``name``; raises on contradictions."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    variant = VARIANTS[name]
+    if cfg.control is not None and cfg.control != variant.control:
+        raise ValueError(
+            f"model {name!r} has control {variant.control!r}, cfg says {cfg.control!r}"
+        )
+    if variant.control != "none" and cfg.audio is False:
+        raise ValueError(f"model {name!r} is controlled by audio; cfg.audio cannot be False")
+    audio = variant.control != "none" or bool(cfg.audio)
+    out = replace(cfg, audio=audio, control=variant.control)
+    _validate(out)
+    return out
+
+
+def _validate(cfg: ModelConfig) -> None:
+    if cfg.n_outputs < 1 or cfg.n_layers < 1:
+        raise ValueError(f"need n_outputs, n_layers >= 1, got {cfg.n_outputs}, {cfg.n_layers}")
+    if cfg.width <= 0:
+        raise ValueError(f"width must be positive, got {cfg.width}")
+    if cfg.beta_mode not in ("pixel", "scalar"):
+        raise ValueError(f"beta_mode must be 'pixel' or 'scalar', got {cfg.beta_mode!r}")
+    if cfg.control_audio not in ("own", "shared"):
+        raise ValueError(f"control_audio must be 'own' or 'shared', got {cfg.control_audio!r}")
+    unknown = set(cfg.mask_levels) - set(FEATURE_LEVELS)
+    if unknown:
+        raise ValueError(f"unknown mask_levels {sorted(unknown)}; choose from {FEATURE_LEVELS}")
+    if len(cfg.decoder_widths) != 5:
+        raise ValueError(
+            f"decoder_widths needs 5 stages (full resolution), got {cfg.decoder_widths}"
+        )
+    if cfg.audio and cfg.n_mels < 8:
+        raise ValueError(f"n_mels must be >= 8 for the audio net, got {cfg.n_mels}")
+
+
+def build_model(name: str, cfg: ModelConfig) -> nn.Module:
+    """The model ``name`` (one of ``MODEL_NAMES``) at the sizes of ``cfg``."""
+    cfg = resolve_config(name, cfg)
+    variant = VARIANTS[name]
+    if variant.predictor_corrector:
+        predictor = _build_net(cfg, variant, in_channels=3)
+        corrector = _build_net(cfg, variant, in_channels=3 + 3 * cfg.n_outputs)
+        return PredictorCorrector(predictor, corrector)
+    return _build_net(cfg, variant, in_channels=3)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (works on the meta device)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Puts 5-D weights in ``channels_last_3d`` and 4-D ones (audio net) in ``channels_last``.
+
+    ``model.to(memory_format=torch.channels_last_3d)`` raises on the audio net's 4-D Conv2d
+    weights, so use this instead; inputs are converted by the caller. Returns ``model``.
+    """
+    for p in model.parameters():
+        if p.dim() == 5:
+            p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
+        elif p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
+def _widths(widths: tuple[int, ...], width: float) -> tuple[int, ...]:
+    return tuple(scale_channels(w, width) for w in widths)
+
+
+def _build_net(cfg: ModelConfig, variant: Variant, in_channels: int) -> DecompositionNet:
+    encoder = I3DEncoder(in_channels, cfg.width)
+    channels = encoder.channels
+    mask_generator = gating = None
+    if variant.masking:
+        for level in cfg.mask_levels:
+            if channels[level] % cfg.n_layers:
+                msg = f"{level} has {channels[level]} channels, not a multiple of m={cfg.n_layers}"
+                raise ValueError(msg)
+        mask_generator = MaskGenerator(channels, _widths(cfg.mask_widths, cfg.width), cfg.n_layers)
+        gating = FeatureGating(cfg.n_layers, tuple(cfg.mask_levels))
+    audio = None
+    bottleneck = channels["Mixed_5c"]
+    if cfg.audio:
+        audio_widths = _widths(cfg.audio_widths, cfg.width)
+        own = variant.control == "internal" and cfg.control_audio == "own"
+        audio = AudioModules(
+            AudioNet(audio_widths), AudioVisualFusion(), AudioNet(audio_widths) if own else None
+        )
+        bottleneck += audio.net.out_channels
+    decoder = UNetDecoder(bottleneck, channels, _widths(cfg.decoder_widths, cfg.width))
+    composition = beta_head = None
+    if variant.composition:
+        pixel = cfg.beta_mode == "pixel"
+        head = LayerHead(decoder.out_channels, cfg.n_layers, cfg.n_outputs, pixel_beta=pixel)
+        composition = Composition()
+        if not pixel:
+            hidden = scale_channels(cfg.beta_hidden, cfg.width)
+            beta_head = ScalarBetaHead(bottleneck, cfg.n_outputs, cfg.n_layers, hidden)
+    else:
+        head = VideoHead(decoder.out_channels, cfg.n_outputs)
+    control = None
+    if variant.control == "internal":
+        control = ControlRegressor(
+            channels["Mixed_5c"],
+            audio.net.out_channels,
+            _widths(cfg.control_widths, cfg.width),
+            scale_channels(cfg.control_hidden, cfg.width),
+        )
+    return DecompositionNet(
+        encoder,
+        decoder,
+        head,
+        composition=composition,
+        beta_head=beta_head,
+        mask_generator=mask_generator,
+        gating=gating,
+        audio=audio,
+        control=control,
+        n_mels=cfg.n_mels if cfg.audio else None,
+    )
