@@ -197,9 +197,9 @@ class VideoDecoder:
         if not self._container.streams.video:
             raise DecodeError("no video stream")
         self._stream = self._container.streams.video[0]
+        cc = self._stream.codec_context
+        cc.thread_count = self.threads  # PyAV's default, 0, would start one thread per core
         if self.threads != 1:
-            cc = self._stream.codec_context
-            cc.thread_count = self.threads
             cc.thread_type = "AUTO"  # frame and slice threads
         self._tb = self._stream.time_base
         decoded = self._decoded()
@@ -215,6 +215,8 @@ class VideoDecoder:
         """Decoded frames of the video stream from the container's current position."""
         try:
             for packet in self._container.demux(self._stream):
+                if packet.size == 0 and packet.pts is not None:
+                    continue  # an empty packet ("repeat the last frame" in Ogg/Theora), not EOF
                 try:
                     yield from packet.decode()
                 except av.error.InvalidDataError as e:  # a damaged packet: skip it
@@ -279,8 +281,9 @@ class VideoDecoder:
     def _audio_from(
         self, start_s: float, end_s: float, rate: int, seek: bool
     ) -> tuple[float, np.ndarray] | None:
-        """Resampled audio from a frame at or before ``start_s`` to past ``end_s``: (time of the
-        first sample, samples), or None if a seek landed after ``start_s``."""
+        """Resampled audio from a frame before ``start_s`` to past ``end_s``: (time of the first
+        sample, samples), or None if a seek did not land at least ``AUDIO_PREROLL_S / 2`` before
+        ``start_s`` (decoders need a frame or two to settle after a seek)."""
         container = self._audio_container
         if container is None or not seek:  # a used container: reopen to read from the start
             if container is not None:
@@ -305,8 +308,8 @@ class VideoDecoder:
                 for frame in frames:
                     if first_s is None:
                         first_s = pts_to_seconds(_frame_pts(frame), tb) - self._origin_s
-                        if seek and first_s > start_s + 0.5 / rate:
-                            return None
+                        if seek and first_s > start_s - AUDIO_PREROLL_S / 2:
+                            return None  # too close: the first frames after a seek are primed
                     for out in resampler.resample(frame):
                         chunks.append(out.to_ndarray()[0].copy())
                         total += out.samples

@@ -1,0 +1,13 @@
+"""Stream blendkit's WebDataset shards (docs/contract.md) into training batches.
+
+``make_loader(DataConfig(...), rank=, world_size=)`` composes the stages in ``loader.py``;
+each stage lives in its own module.
+"""
+
+from trainer.data.batch import Batch
+from trainer.data.config import DataConfig
+from trainer.data.loader import Loader, make_loader
+from trainer.data.shards import list_shards
+from trainer.data.stats import LoaderStats
+
+__all__ = ["Batch", "DataConfig", "Loader", "LoaderStats", "list_shards", "make_loader"]

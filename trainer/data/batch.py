@@ -1,0 +1,67 @@
+"""Stage: group decoded samples into batches (dicts of stacked tensors)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypedDict
+
+import torch
+from torch.utils.data import default_collate
+
+from trainer.data.sample import Sample
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Stack along a new batch dim; in a DataLoader worker ``default_collate`` stacks straight
+    into shared memory, saving a copy of the (large) batch on its way to the main process."""
+    return default_collate(tensors)
+
+
+class Batch(TypedDict):
+    """One training batch; B samples of T frames at H x W."""
+
+    mix: torch.Tensor  # (B, 3, T, H, W) float32 in [0, 1]
+    v1: torch.Tensor  # (B, 3, T, H, W)
+    v2: torch.Tensor  # (B, 3, T, H, W)
+    alpha: torch.Tensor  # (B, 1, T, H, W) float32 in [0, 1]
+    a1: torch.Tensor  # (B, 1, n_mels, frames) log-mel, zeros where has_a1 is False
+    a2: torch.Tensor  # (B, 1, n_mels, frames)
+    has_a1: torch.Tensor  # (B,) bool
+    has_a2: torch.Tensor  # (B,) bool
+    blend: list[str]
+    key: list[str]
+
+
+def collate(samples: list[Sample]) -> Batch:
+    """Stack samples that share one shape (one shard set is written with one config)."""
+    if any(s.mix is None for s in samples):
+        raise ValueError("a sample reached batching without a mix")
+    try:
+        return Batch(
+            mix=_stack([s.mix for s in samples]),
+            v1=_stack([s.v1 for s in samples]),
+            v2=_stack([s.v2 for s in samples]),
+            alpha=_stack([s.alpha for s in samples]),
+            a1=_stack([s.a1 for s in samples]),
+            a2=_stack([s.a2 for s in samples]),
+            has_a1=torch.tensor([s.has_a1 for s in samples], dtype=torch.bool),
+            has_a2=torch.tensor([s.has_a2 for s in samples], dtype=torch.bool),
+            blend=[s.blend for s in samples],
+            key=[s.key for s in samples],
+        )
+    except RuntimeError as exc:
+        keys = [s.key for s in samples]
+        raise ValueError(f"samples {keys} have different shapes; mixed shard sets?") from exc
+
+
+def batched(samples: Iterable[Sample], *, batch_size: int) -> Iterator[Batch]:
+    """Batches of ``batch_size``; the last one of a finite stream may be smaller (a single pass
+    must see every sample)."""
+    group: list[Sample] = []
+    for sample in samples:
+        group.append(sample)
+        if len(group) == batch_size:
+            yield collate(group)
+            group = []
+    if group:
+        yield collate(group)

@@ -1,0 +1,184 @@
+"""The one place the data stages are composed, and the DataLoader that drives them.
+
+Each worker process of each rank runs this chain (after open_clip's ``legacy_data.py`` and
+webdataset's ``filters.py``)::
+
+    shard list -> [resampled] -> split_by_node -> split_by_worker -> tarfile_to_samples
+      -> select (blend / audio, on the json) -> [shuffle] -> decode -> [remix] -> batched
+
+Randomness: the shard draw (resampled, or the shard order of a shuffled single pass) is seeded by
+``(seed, epoch)`` alone, identically everywhere, and the node/worker splits take disjoint slices
+of it; the shuffle buffer and the remix are seeded by ``(seed, epoch, rank, worker)``. The epoch
+is the number of times the loader has been iterated, so each pass differs and reruns repeat.
+
+Order of a single pass without shuffle (validation): each worker reads its shards
+(``worker, worker + W, ...`` of its rank's) in order, and the DataLoader hands out batches round
+robin over workers (worker 0's first batch, worker 1's first, ...). The order is therefore fixed
+for a given shard set, world_size and number of workers; with one worker (or none) it is the
+shard order itself, and with more it is the interleaving above, different from the one-worker
+order. Batches are per worker, so with W workers up to W batches per pass can be short.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+
+import numpy as np
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from trainer.data import batch, remix, sample, shards, shuffle, tario
+from trainer.data.batch import Batch
+from trainer.data.config import DataConfig
+from trainer.data.stats import LoaderStats
+
+Stage = Callable[[Iterable], Iterator]
+
+# Streams of randomness, kept apart so that adding one never shifts another.
+_SHARDS, _SHUFFLE, _REMIX = 0, 1, 2
+# Guards for endless streams (raise instead of spinning on a broken shard set or empty filter).
+_MIN_EMPTY_SHARDS_IN_A_ROW = 64
+_MAX_FILTERED_IN_A_ROW = 10_000
+
+
+def seeded(*parts: int) -> random.Random:
+    """A ``random.Random`` seeded from a tuple of non-negative ints."""
+    state = np.random.SeedSequence(list(parts)).generate_state(2, dtype=np.uint32)
+    return random.Random(int(state[0]) << 32 | int(state[1]))
+
+
+def stages(
+    cfg: DataConfig,
+    shard_list: list[str],
+    *,
+    rank: int,
+    world_size: int,
+    worker: int,
+    num_workers: int,
+    epoch: int,
+    stats: LoaderStats,
+) -> list[tuple[str, Stage]]:
+    """The named stages one worker runs, in order; the first consumes ``shard_list``."""
+    shuffling = cfg.shuffle_buffer > 1
+    shard_rng = seeded(cfg.seed, epoch, _SHARDS)
+    if cfg.resampled:
+        source: Stage = partial(shards.resampled, rng=shard_rng)
+    else:
+        source = partial(shards.ordered, rng=shard_rng if shuffling else None)
+    chain: list[tuple[str, Stage]] = [
+        ("resampled" if cfg.resampled else "single_pass", source),
+        ("split_by_node", partial(shards.split_by_node, rank=rank, world_size=world_size)),
+        (
+            "split_by_worker",
+            partial(shards.split_by_worker, worker=worker, num_workers=num_workers),
+        ),
+        (
+            "tarfile_to_samples",
+            partial(
+                tario.tarfile_to_samples,
+                stats=stats,
+                max_empty_in_a_row=(
+                    max(_MIN_EMPTY_SHARDS_IN_A_ROW, 4 * len(shard_list)) if cfg.resampled else None
+                ),
+            ),
+        ),
+        (
+            "select",
+            partial(
+                sample.select,
+                blend=cfg.blend,
+                require_audio=cfg.require_audio,
+                stats=stats,
+                max_dropped_in_a_row=_MAX_FILTERED_IN_A_ROW if cfg.resampled else None,
+            ),
+        ),
+    ]
+    if shuffling:
+        rng = seeded(cfg.seed, epoch, _SHUFFLE, rank, worker)
+        chain.append(("shuffle", partial(shuffle.shuffle, bufsize=cfg.shuffle_buffer, rng=rng)))
+    chain.append(
+        (
+            "decode",
+            partial(
+                sample.decode,
+                need_mix=not cfg.remix,
+                n_mels=cfg.n_mels,
+                n_fft=cfg.n_fft,
+                hop_length=cfg.hop_length,
+                stats=stats,
+            ),
+        )
+    )
+    if cfg.remix:
+        rng = seeded(cfg.seed, epoch, _REMIX, rank, worker)
+        chain.append(
+            ("remix", partial(remix.remix, pool_size=cfg.remix_pool, rng=rng, stats=stats))
+        )
+    chain.append(("batched", partial(batch.batched, batch_size=cfg.batch_size)))
+    return chain
+
+
+def run_stages(source: Iterable, chain: list[tuple[str, Stage]]) -> Iterator:
+    """Feed ``source`` through the stages in order."""
+    stream: Iterable = source
+    for _, stage in chain:
+        stream = stage(stream)
+    return iter(stream)
+
+
+class StreamDataset(IterableDataset):
+    """Runs ``stages`` in whichever process iterates it (a DataLoader worker or the main one)."""
+
+    def __init__(
+        self, cfg: DataConfig, shard_list: list[str], rank: int, world_size: int, stats: LoaderStats
+    ) -> None:
+        super().__init__()
+        self.cfg, self.shard_list, self.stats = cfg, shard_list, stats
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        chain = stages(
+            self.cfg,
+            self.shard_list,
+            rank=self.rank,
+            world_size=self.world_size,
+            worker=worker,
+            num_workers=num_workers,
+            epoch=self.epoch,
+            stats=self.stats,
+        )
+        return run_stages(self.shard_list, chain)
+
+
+class Loader:
+    """Iterable over batches; ``stats`` holds the counts summed over workers. Each iteration is
+    one epoch (endless when resampled) and re-seeds the stream with the next epoch number."""
+
+    def __init__(self, cfg: DataConfig, dataset: StreamDataset) -> None:
+        self.cfg, self.dataset, self.stats = cfg, dataset, dataset.stats
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.dataset.epoch = self.epoch
+        self.epoch += 1
+        loader = DataLoader(
+            self.dataset,
+            batch_size=None,
+            num_workers=self.cfg.workers,
+            persistent_workers=False,
+        )
+        return iter(loader)
+
+
+def make_loader(cfg: DataConfig, *, rank: int = 0, world_size: int = 1) -> Loader:
+    """Batches from ``cfg.shards`` for ``rank`` of ``world_size`` (see the module docstring)."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
+    shard_list = shards.list_shards(cfg.shards)
+    if not cfg.resampled:
+        shards.check_enough_shards(len(shard_list), world_size, cfg.workers)
+    return Loader(cfg, StreamDataset(cfg, shard_list, rank, world_size, LoaderStats()))

@@ -1,0 +1,66 @@
+"""Stage: re-pair stored clips across samples so a finite shard set gives fresh mixtures.
+
+Not in the paper, which blends once per training video; this is our way to get new mixtures
+every epoch from fixed shards. A new sample keeps ``(v1, alpha, a1)`` of one stored sample (the
+base) -- alpha stays with the V1 it was computed from, so an occlusion mask is still a
+superpixel of V1 -- and takes as V2 one clip (its v1 or v2, with that clip's audio) of a
+*different* stored sample (the partner). The mixture is recomputed in float32 with equation 3,
+``mix = alpha * v1 + (1 - alpha) * v2``, so the identity holds exactly on what the batch holds.
+
+A pool of decoded samples supplies the partners. Each stored sample is the base of exactly one
+output, so a stream of N samples gives N remixed samples. Draws use ``rng`` only, so the output
+is deterministic given the seed. The new key is ``BASE+PARTNER.v1`` or ``BASE+PARTNER.v2``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from trainer.data.sample import Sample
+from trainer.data.stats import LoaderStats
+
+
+def compose(base: Sample, partner: Sample, use_partner_v1: bool) -> Sample:
+    """Base's V1 (with its alpha and audio) over one clip of the partner."""
+    if use_partner_v1:
+        clip, audio, has_audio, tag = partner.v1, partner.a1, partner.has_a1, "v1"
+    else:
+        clip, audio, has_audio, tag = partner.v2, partner.a2, partner.has_a2, "v2"
+    if clip.shape != base.v1.shape or audio.shape != base.a1.shape:
+        raise ValueError(f"cannot remix {base.key} with {partner.key}: shapes differ")
+    mix = base.alpha * base.v1 + (1.0 - base.alpha) * clip  # (3, T, H, W), equation 3
+    return replace(
+        base,
+        key=f"{base.key}+{partner.key}.{tag}",
+        v2=clip,
+        a2=audio,
+        has_a2=has_audio,
+        mix=mix,
+    )
+
+
+def remix(
+    samples: Iterable[Sample], *, pool_size: int, rng: random.Random, stats: LoaderStats
+) -> Iterator[Sample]:
+    """Stage: one remixed sample per input sample, drawing partners from a pool."""
+    if pool_size < 2:
+        raise ValueError(f"remix needs a pool of at least 2 samples, got {pool_size}")
+    pool: list[Sample] = []
+    previous: Sample | None = None
+    for sample in samples:
+        pool.append(sample)
+        if len(pool) < pool_size:
+            continue
+        base = pool.pop(rng.randrange(len(pool)))
+        yield compose(base, pool[rng.randrange(len(pool))], rng.random() < 0.5)
+        previous = base
+    while pool:  # drain; the last base pairs with the previous base
+        base = pool.pop(rng.randrange(len(pool)))
+        partner = pool[rng.randrange(len(pool))] if pool else previous
+        if partner is None:
+            stats.skip("remix_unpaired", base.key, "the stream held a single sample")
+            continue
+        yield compose(base, partner, rng.random() < 0.5)
+        previous = base

@@ -1,0 +1,72 @@
+"""Shard-level stages: list the shards, resample them, split them across ranks and workers.
+
+Every stage is a generator function over shard paths (strings). Ranks and workers are passed in
+explicitly, so the split does not depend on environment variables or an initialised process
+group (webdataset's ``split_by_node`` reads ``torch.distributed``; ours takes ``rank``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import braceexpand
+
+
+def list_shards(spec: str) -> list[str]:
+    """Shard paths named by ``spec``: a directory of ``shard-*.tar``, a brace pattern, or a file
+    listing one path per line (relative paths are taken relative to that file). Sorted for a
+    directory, in the given order otherwise. Raises ``FileNotFoundError`` when nothing matches."""
+    path = Path(spec)
+    if path.is_dir():
+        shards = sorted(str(p) for p in path.glob("shard-*.tar"))
+    elif path.is_file() and not path.name.endswith(".tar"):
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        shards = [str(path.parent / ln) for ln in lines if ln and not ln.startswith("#")]
+    else:
+        shards = list(braceexpand.braceexpand(spec))
+    if not shards:
+        raise FileNotFoundError(f"no shards found for {spec!r}")
+    return shards
+
+
+def ordered(shards: list[str], rng: random.Random | None) -> Iterator[str]:
+    """One pass over the shards: in the given order, or shuffled by ``rng`` when given."""
+    order = list(shards)
+    if rng is not None:
+        rng.shuffle(order)
+    yield from order
+
+
+def resampled(shards: list[str], rng: random.Random) -> Iterator[str]:
+    """An endless stream of shards drawn with replacement.
+
+    ``rng`` must be seeded identically on every rank and worker: the later splits then hand each
+    one a disjoint slice of the same draw sequence, so all ranks together see one i.i.d. stream.
+    """
+    while True:
+        yield shards[rng.randrange(len(shards))]
+
+
+def split_by_node(src: Iterable[str], rank: int, world_size: int) -> Iterator[str]:
+    """Every ``world_size``-th shard starting at ``rank``."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world_size {world_size}")
+    yield from islice(src, rank, None, world_size)
+
+
+def split_by_worker(src: Iterable[str], worker: int, num_workers: int) -> Iterator[str]:
+    """Every ``num_workers``-th shard (of this rank's) starting at ``worker``."""
+    yield from islice(src, worker, None, num_workers)
+
+
+def check_enough_shards(n_shards: int, world_size: int, workers: int) -> None:
+    """A single pass needs a shard for every (rank, worker), else some would read nothing."""
+    needed = world_size * max(workers, 1)
+    if n_shards < needed:
+        raise ValueError(
+            f"{n_shards} shards cannot feed world_size={world_size} x workers={max(workers, 1)} "
+            f"= {needed} readers in a single pass; write more shards or lower workers"
+        )
