@@ -1,7 +1,7 @@
-"""The ``blendkit`` command line: thin typer commands that parse options and call a library function.
+"""The ``blendkit`` command line: thin typer commands that parse options and call a library.
 
-Every error a user can cause (bad path, bad option, unusable data) ends in one line naming the file and
-the reason, and exit code 2; never a traceback.
+Every error a user can cause (bad path, bad option, unusable data) ends in one line naming the file
+and the reason, and exit code 2; never a traceback.
 """
 
 from __future__ import annotations
@@ -31,13 +31,15 @@ def _warn_skip(skip) -> None:
 @app.command("make-shards")
 def make_shards_cmd(
     source: Path = typer.Argument(..., help="Kinetics-layout folder (flat or per-label)."),
-    out: Path = typer.Option(Path("shards/out"), "--out", help="Output folder."),
+    out: str = typer.Option("shards/out", "--out", help="Output folder or fsspec URL."),
     annotations: Path | None = typer.Option(None, help="Kinetics CSV (label,youtube_id,...)."),
     split: str | None = typer.Option(None, help="Keep CSV rows of this split only."),
     blend: str = typer.Option("both", help="transparent | occlusion | both"),
     num_samples: int | None = typer.Option(None, help="Samples to write [one per usable video]."),
     samples_per_shard: int = typer.Option(100, help="Samples per tar shard."),
-    workers: int = typer.Option(1, help="Worker processes."),
+    workers: int = typer.Option(1, help="Worker processes (local engine)."),
+    engine: str = typer.Option("local", help="local | ray (pip install '.[ray]')."),
+    address: str | None = typer.Option(None, help="Ray address: auto, ray://head:10001."),
     seed: int = typer.Option(0, help="Run seed: same inputs and seed give identical shards."),
     frames: int = typer.Option(64, help="Frames per clip."),
     fps: float = typer.Option(25.0, help="Frame rate clips are resampled to."),
@@ -55,11 +57,25 @@ def make_shards_cmd(
     from blendkit.pipeline import make_shards
 
     options = dict(
-        source=str(source), out=str(out), annotations=str(annotations) if annotations else None,
-        split=split, blend=blend, num_samples=num_samples, samples_per_shard=samples_per_shard,
-        workers=workers, seed=seed, frames=frames, fps=fps, short_side=short_side, crop=crop,
-        audio_rate=audio_rate, crf=crf, mix_crf=mix_crf,
-    )  # fmt: skip
+        source=str(source),
+        out=out,
+        engine=engine,
+        ray_address=address,
+        annotations=str(annotations) if annotations else None,
+        split=split,
+        blend=blend,
+        num_samples=num_samples,
+        samples_per_shard=samples_per_shard,
+        workers=workers,
+        seed=seed,
+        frames=frames,
+        fps=fps,
+        short_side=short_side,
+        crop=crop,
+        audio_rate=audio_rate,
+        crf=crf,
+        mix_crf=mix_crf,
+    )
     try:
         base = json.loads(config.read_text()) if config else {}
         if n_segments is not None:
@@ -74,7 +90,9 @@ def make_shards_cmd(
 @app.command("inspect")
 def inspect_cmd(
     folder: Path = typer.Argument(..., help="A folder of shard-*.tar."),
-    verify: bool = typer.Option(False, help="Decode everything; check shapes and the blend identity."),
+    verify: bool = typer.Option(
+        False, help="Decode everything; check shapes and the blend identity."
+    ),
     render: Path | None = typer.Option(None, help="Write a contact sheet PNG here."),
     samples: int = typer.Option(4, help="Samples on the contact sheet."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -93,7 +111,9 @@ def inspect_cmd(
 
 @app.command("demo-data")
 def demo_data_cmd(
-    folder: Path = typer.Argument(..., help="Where to write the synthetic Kinetics-layout dataset."),
+    folder: Path = typer.Argument(
+        ..., help="Where to write the synthetic Kinetics-layout dataset."
+    ),
     per_class: int = typer.Option(8, help="Training videos per class."),
     val_per_class: int = typer.Option(2, help="Validation videos per class."),
     seconds: float = typer.Option(4.0, help="Length of each video."),
@@ -104,9 +124,14 @@ def demo_data_cmd(
 
     try:
         summary = make_demo_data(
-            DemoConfig(folder=str(folder), per_class=per_class, val_per_class=val_per_class,
-                       seconds=seconds, seed=seed)
-        )  # fmt: skip
+            DemoConfig(
+                folder=str(folder),
+                per_class=per_class,
+                val_per_class=val_per_class,
+                seconds=seconds,
+                seed=seed,
+            )
+        )
     except USER_ERRORS as e:
         _fail(str(e))
     typer.echo(json.dumps(summary, indent=1))

@@ -33,13 +33,16 @@ IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "astronaut", "coffee")
 SIZES = ((640, 360), (640, 360), (640, 360), (1280, 720), (1280, 720), (1280, 720))
 
 
-def proxy_video(image: np.ndarray, width: int, height: int, seconds: float, fps: float,
-                rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+def proxy_video(
+    image: np.ndarray, width: int, height: int, seconds: float, fps: float, rng: np.random.Generator
+) -> np.ndarray:
     """Pan and zoom over ``image`` with a moving disc and grain: (N, height, width, 3) uint8."""
     n = int(seconds * fps)
     big = cv2.resize(image, (int(width * 1.5), int(width * 1.5 * image.shape[0] / image.shape[1])))
     if big.shape[0] < height * 1.3:
-        big = cv2.resize(image, (int(height * 1.3 * image.shape[1] / image.shape[0]), int(height * 1.3)))
+        big = cv2.resize(
+            image, (int(height * 1.3 * image.shape[1] / image.shape[0]), int(height * 1.3))
+        )
     frames = np.empty((n, height, width, 3), np.uint8)
     (x0, y0), (x1, y1) = (0, 0), (big.shape[1] - width, big.shape[0] - height)
     colour = tuple(int(c) for c in rng.integers(0, 255, 3))
@@ -59,14 +62,16 @@ def make_sources(folder: Path, seconds: float = 10.0, fps: float = 30.0) -> list
     """Six proxy videos (three 360p, three 720p) in a flat Kinetics layout."""
     rng = np.random.default_rng(0)
     paths = []
-    for i, (name, (w, h)) in enumerate(zip(IMAGES, SIZES)):
+    for i, (name, (w, h)) in enumerate(zip(IMAGES, SIZES, strict=True)):
         image = getattr(skimage.data, name)()
         if image.ndim == 2:
             image = np.stack([image] * 3, -1)
         path = folder / f"proxy{h}p{i:03d}_{i:06d}_{i + 10:06d}.mp4"
         t = np.arange(int(seconds * 44100)) / 44100
-        audio = (0.3 * np.sin(2 * np.pi * (200 + 60 * i) * t) * (1 + np.sin(3 * t)) / 2
-                 + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)  # fmt: skip
+        audio = (
+            0.3 * np.sin(2 * np.pi * (200 + 60 * i) * t) * (1 + np.sin(3 * t)) / 2
+            + 0.02 * rng.standard_normal(t.shape)
+        ).astype(np.float32)
         write_video(path, proxy_video(image[..., :3], w, h, seconds, fps, rng), fps, audio)
         paths.append(path)
     return paths
@@ -81,9 +86,11 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"PyAV {av.__version__} (FFmpeg {'.'.join(map(str, av.library_versions['libavcodec']))}"
-            " libavcodec)")  # fmt: skip
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"PyAV {av.__version__} (FFmpeg {'.'.join(map(str, av.library_versions['libavcodec']))}"
+        " libavcodec)"
+    )
 
 
 def bench_make_shards(source: Path, work: Path, blend: str, n: int, repeats: int) -> dict:
@@ -91,8 +98,15 @@ def bench_make_shards(source: Path, work: Path, blend: str, n: int, repeats: int
     rates, stages, sizes = [], [], []
     for r in range(repeats):
         out = work / f"{blend}-{r}"
-        cfg = ShardConfig(source=str(source), out=str(out), blend=blend, num_samples=n,
-                          samples_per_shard=n, workers=1, seed=r)  # fmt: skip
+        cfg = ShardConfig(
+            source=str(source),
+            out=str(out),
+            blend=blend,
+            num_samples=n,
+            samples_per_shard=n,
+            workers=1,
+            seed=r,
+        )
         summary = make_shards(cfg, progress=False)
         rates.append(summary.samples / summary.seconds)
         stages.append({k: v / summary.samples for k, v in summary.stage_seconds.items()})
@@ -107,8 +121,8 @@ def bench_make_shards(source: Path, work: Path, blend: str, n: int, repeats: int
 
 def bench_fidelity(source: Path, n: int = 8) -> dict:
     """PSNR of stored v1/v2 (CRF 18, 4:4:4) against the clean 128x128 crop, and their size."""
-    from blendkit.pipeline import probe_item
     from blendkit.kinetics import index_source
+    from blendkit.pipeline import probe_item
 
     cfg = ShardConfig(source=str(source), out="-")
     sources = [probe_item(item, cfg.clip_seconds) for item in index_source(source)[0]]
@@ -119,8 +133,11 @@ def bench_fidelity(source: Path, n: int = 8) -> dict:
         data = codec.encode_video(clip.frames, cfg.fps, cfg.crf, cfg.preset)
         values.append(codec.psnr(codec.decode_video(data), clip.frames))
         sizes.append(len(data))
-    return {"psnr_db_median": statistics.median(values), "psnr_db_min": min(values),
-            "bytes_median": statistics.median(sizes)}  # fmt: skip
+    return {
+        "psnr_db_median": statistics.median(values),
+        "psnr_db_min": min(values),
+        "bytes_median": statistics.median(sizes),
+    }
 
 
 def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
@@ -141,28 +158,45 @@ def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
         source = Path(tmp) / "src"
         source.mkdir()
         make_sources(source)
-        lines += ["## make-shards, one worker process (per core)", "",
-                  f"Default config (64x128x128 at 25 fps, CRF 18 v1/v2, mix CRF 12 lowered until the "
-                  f"blend identity is >= 40 dB, AAC 64 kbit/s), {n} samples per run, median of "
-                  f"{repeats} runs.", "",
-                  "| blend | samples/s per core | KB per sample | decode+resize | crop | slic | blend | encode | write |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## make-shards, one worker process (per core)",
+            "",
+            f"Default config (64x128x128 at 25 fps, CRF 18 v1/v2, mix CRF 12 lowered until the "
+            f"blend identity is >= 40 dB, AAC 64 kbit/s), {n} samples per run, median of "
+            f"{repeats} runs.",
+            "",
+            "| blend | samples/s per core | KB per sample | decode+resize | crop | slic "
+            "| blend | encode | write |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for blend in ("transparent", "occlusion"):
             r = bench_make_shards(source, Path(tmp), blend, n, repeats)
             st = r["stage_s_per_sample"]
-            cells = " | ".join(f"{st.get(k, 0.0):.3f} s" for k in
-                               ("decode+resize", "crop", "slic", "blend", "encode", "write"))  # fmt: skip
-            lines.append(f"| {blend} | {r['samples_per_s_per_core']:.2f} | "
-                         f"{r['bytes_per_sample'] / 1e3:.0f} | {cells} |")  # fmt: skip
-        lines += ["", "Stage times are per sample (two clips decoded per sample). Resizing happens "
-                  "inside swscale during decoding, so the two are one stage. `encode` includes "
-                  "decoding v1/v2/mix again for the blend identity check and the audio/alpha "
-                  "members; `blend` is equation 3 in float.", ""]  # fmt: skip
+            cells = " | ".join(
+                f"{st.get(k, 0.0):.3f} s"
+                for k in ("decode+resize", "crop", "slic", "blend", "encode", "write")
+            )
+            lines.append(
+                f"| {blend} | {r['samples_per_s_per_core']:.2f} | "
+                f"{r['bytes_per_sample'] / 1e3:.0f} | {cells} |"
+            )
+        lines += [
+            "",
+            "Stage times are per sample (two clips decoded per sample). Resizing happens "
+            "inside swscale during decoding, so the two are one stage. `encode` includes "
+            "decoding v1/v2/mix again for the blend identity check and the audio/alpha "
+            "members; `blend` is equation 3 in float.",
+            "",
+        ]
         fid = bench_fidelity(source)
-        lines += ["## Fidelity of stored v1 / v2", "",
-                  f"H.264 CRF 18 yuv444p against the clean 128x128 crop, 8 clips: median "
-                  f"{fid['psnr_db_median']:.1f} dB (min {fid['psnr_db_min']:.1f} dB), median "
-                  f"{fid['bytes_median'] / 1e3:.1f} KB per clip.", ""]  # fmt: skip
+        lines += [
+            "## Fidelity of stored v1 / v2",
+            "",
+            f"H.264 CRF 18 yuv444p against the clean 128x128 crop, 8 clips: median "
+            f"{fid['psnr_db_median']:.1f} dB (min {fid['psnr_db_min']:.1f} dB), median "
+            f"{fid['bytes_median'] / 1e3:.1f} KB per clip.",
+            "",
+        ]
     lines += _superpixel_section()
     lines += _extra_sections()
     text = "\n".join(lines) + "\n"
@@ -173,8 +207,12 @@ def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
 def _superpixel_section() -> list[str]:
     from blendkit import bench_superpixels
 
-    return ["## Superpixels: fast route against full-resolution SLIC", "",
-            bench_superpixels.markdown(bench_superpixels.compare()), ""]  # fmt: skip
+    return [
+        "## Superpixels: fast route against full-resolution SLIC",
+        "",
+        bench_superpixels.markdown(bench_superpixels.compare()),
+        "",
+    ]
 
 
 def _extra_sections() -> list[str]:
@@ -185,8 +223,12 @@ def _extra_sections() -> list[str]:
             __import__(module)
         except ImportError:
             continue
-        result = subprocess.run([sys.executable, "-m", module, "--markdown"], capture_output=True,
-                                text=True, check=False)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--markdown"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{module} failed:\n{result.stderr[-2000:]}")
         lines += [result.stdout.strip(), ""]

@@ -1,7 +1,7 @@
 """Composing masks and equation 3 of the paper: V = alpha * V1 + (1 - alpha) * V2.
 
-Transparent blending uses alpha = 1/2 everywhere (as the Visual Centrifuge did); occlusion blending uses
-alpha = 1 inside one spatio-temporal superpixel of V1 and 0 elsewhere (see ``superpixels.py``).
+Transparent blending uses alpha = 1/2 everywhere (as the Visual Centrifuge did); occlusion blending
+uses alpha = 1 inside one spatio-temporal superpixel of V1 and 0 elsewhere (see ``superpixels.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def occlusion_alpha(mask: np.ndarray) -> np.ndarray:
 
 
 def blend(v1: np.ndarray, v2: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Equation 3 in float: (T, H, W, 3) uint8 videos and (T, H, W) alpha -> (T, H, W, 3) float32."""
+    """Equation 3 in float: (T,H,W,3) uint8 videos and (T,H,W) alpha -> (T,H,W,3) float32."""
     a = alpha[..., None].astype(np.float32)
     return a * v1.astype(np.float32) + (1.0 - a) * v2.astype(np.float32)
 

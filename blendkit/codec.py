@@ -7,14 +7,16 @@ without blendkit:
 - ``.m4a``  mono AAC audio (or ``.flac``), read with PyAV -> float32 in [-1, 1]
 - ``.npz``  ``np.savez_compressed(alpha=...)`` -> float32 (T, H, W) in [0, 1]
 
-Encoders run single-threaded so the same input gives the same bytes on any machine and with any
-number of worker processes (x264 with frame threads is not guaranteed to be bit-exact).
+Encoders, decoders and colour conversions run single-threaded, so the same input gives the same
+bytes on any machine and with any number of worker processes: PyAV's default swscale threading
+(``threads=0``, automatic) was seen to change converted pixels from run to run.
 """
 
 from __future__ import annotations
 
 import io
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -22,6 +24,29 @@ from av.video.reformatter import VideoReformatter
 
 VIDEO_CODEC = "libx264"
 PIX_FMT = "yuv444p"
+
+
+def _x264_params() -> str:
+    """x264 options that make its bitstream a function of the input alone.
+
+    Threads are pinned to one inside x264 (FFmpeg's default SLICE thread type otherwise turns on
+    sliced threads). And where the CPU has AVX-512, x264 is capped at AVX2: on the build machine
+    (2 vCPUs with AVX-512), x264's AVX-512 code gave different bitstreams for byte-identical
+    input in about half of the samples when the machine was loaded (16 processes on 2 cores),
+    single-threaded; capped at AVX2 it never did, and its output equals the AVX-512 path's
+    output whenever that one is right. See BENCHMARKS.md ("Determinism").
+    """
+    params = "threads=1:lookahead-threads=1:sliced-threads=0"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return params
+    if "avx512" in flags and " avx2" in flags:
+        params += ":asm=AVX2"
+    return params
+
+
+X264_PARAMS = _x264_params()
 
 
 def encode_video(frames: np.ndarray, fps: float, crf: int, preset: str = "medium") -> bytes:
@@ -34,7 +59,8 @@ def encode_video(frames: np.ndarray, fps: float, crf: int, preset: str = "medium
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = PIX_FMT
         stream.thread_count = 1
-        stream.options = {"crf": str(crf), "preset": preset}
+        stream.codec_context.thread_type = "NONE"
+        stream.options = {"crf": str(crf), "preset": preset, "x264-params": X264_PARAMS}
         for image in frames:
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             container.mux(stream.encode(frame))
@@ -46,8 +72,9 @@ def decode_video(data: bytes) -> np.ndarray:
     """mp4 bytes -> (T, H, W, 3) uint8 RGB."""
     reformatter = VideoReformatter()  # one conversion context for all frames, not one per frame
     with av.open(io.BytesIO(data)) as container:
+        container.streams.video[0].thread_count = 1  # no decoder threads: one process per core
         frames = [
-            reformatter.reformat(f, format="rgb24").to_ndarray()
+            reformatter.reformat(f, format="rgb24", threads=1).to_ndarray()
             for f in container.decode(video=0)
         ]
     if not frames:
@@ -63,11 +90,13 @@ def audio_extension(codec: str) -> str:
     return AUDIO_FORMATS[codec][0]
 
 
-def encode_audio(samples: np.ndarray, rate: int, codec: str = "aac", bit_rate: int = 64000) -> bytes:
+def encode_audio(
+    samples: np.ndarray, rate: int, codec: str = "aac", bit_rate: int = 64000
+) -> bytes:
     """float32 mono samples in [-1, 1] -> AAC-in-m4a (lossy, default) or FLAC (16 bit) bytes.
 
-    AAC at 64 kbit/s keeps a 2.56 s window at about 21 KB with ~29 dB SNR, plenty for log-mel features;
-    FLAC is lossless but 60-80 KB. Both decode to exactly ``len(samples)`` samples with PyAV.
+    AAC at 64 kbit/s keeps a 2.56 s window at about 21 KB with ~29 dB SNR, plenty for log-mel
+    features; FLAC is lossless but 60-80 KB. Both decode to exactly ``len(samples)`` samples.
     """
     if codec not in AUDIO_FORMATS:
         raise ValueError(f"audio codec {codec!r} is not one of {', '.join(AUDIO_FORMATS)}")
@@ -83,8 +112,9 @@ def encode_audio(samples: np.ndarray, rate: int, codec: str = "aac", bit_rate: i
         hop = 1024  # the AAC frame size; FLAC takes any
         for i in range(0, x.shape[1], hop):
             chunk = np.ascontiguousarray(x[:, i : i + hop])
-            frame = av.AudioFrame.from_ndarray(chunk, format="s16" if codec == "flac" else "fltp",
-                                               layout="mono")  # fmt: skip
+            frame = av.AudioFrame.from_ndarray(
+                chunk, format="s16" if codec == "flac" else "fltp", layout="mono"
+            )
             frame.sample_rate, frame.pts = rate, i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -1,7 +1,8 @@
 """Typed configuration for ``make-shards``: one frozen dataclass, strict loading.
 
-Every number of the paper's data recipe (section 4) is a field. ``from_dict`` rejects unknown keys and
-values of the wrong type with a one-line error, so a typo never silently falls back to a default.
+Every number of the paper's data recipe (section 4) is a field. ``from_dict`` rejects unknown keys
+and values of the wrong type with a one-line error, so a typo never silently falls back to a
+default.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ class ShardConfig:
     blend: str = "both"  # transparent | occlusion | both (alternating by sample index)
     num_samples: int | None = None  # default: one per usable source video
     samples_per_shard: int = 100
-    workers: int = 1
+    workers: int = 1  # local engine: worker processes
+    engine: str = "local"  # local | ray (blendkit.engines)
+    ray_address: str | None = None  # ray engine: None = a private local Ray; "auto"; "ray://..."
     seed: int = 0
     frames: int = 64
     fps: float = 25.0
@@ -89,6 +92,8 @@ class ShardConfig:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.num_samples is not None and self.num_samples < 1:
             raise ConfigError(f"num_samples: must be at least 1, got {self.num_samples}")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"engine: {self.engine!r} is not local or ray")
         if self.audio_codec not in ("aac", "flac"):
             raise ConfigError(f"audio_codec: {self.audio_codec!r} is not aac or flac")
         if self.fps <= 0:
@@ -109,9 +114,10 @@ class ShardConfig:
         return ("transparent", "occlusion") if self.blend == "both" else (self.blend,)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that decide the shards' bytes (not where they go, nor how many processes)."""
+        """The fields that decide the shards' bytes (not where they go, nor how or where they
+        are made)."""
         d = dataclasses.asdict(self)
-        for volatile in ("out", "workers", "source", "annotations"):
+        for volatile in ("out", "workers", "engine", "ray_address", "source", "annotations"):
             d.pop(volatile)
         return d
 

@@ -173,8 +173,9 @@ class VideoDecoder:
         if written is not None and written[0] is frame:
             out[k] = out[written[1]]
             return (frame, k)
-        rgb = self._reformatter.reformat(
-            frame, out_w, out_h, "rgb24", interpolation=Interpolation.AREA
+        rgb = self._reformatter.reformat(  # threads=1: PyAV's default (auto) slices the
+            # conversion across threads and its output then varies from run to run
+            frame, out_w, out_h, "rgb24", interpolation=Interpolation.AREA, threads=1
         )
         out[k] = rgb.to_ndarray()  # a strided view of the plane: one copy into `out`
         return (frame, k)

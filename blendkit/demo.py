@@ -88,7 +88,7 @@ def render(label: str, seconds: float, fps: float, rng: np.random.Generator):
     for k in range(n):
         img = bg.copy()
         c = rate * k / fps + phase
-        x = (c % 1.0)
+        x = c % 1.0
         if label == "bouncing_ball":
             y = int(20 + (HEIGHT - 50) * (1 - abs(2 * x - 1)) ** 0.5)
             cv2.circle(img, (WIDTH // 2 + int(30 * math.sin(c)), HEIGHT - y), 16, colour, -1)
@@ -101,17 +101,27 @@ def render(label: str, seconds: float, fps: float, rng: np.random.Generator):
         elif label == "spinning_bar":
             a = 2 * math.pi * c
             d = (int(60 * math.cos(a)), int(60 * math.sin(a)))
-            cv2.line(img, (WIDTH // 2 - d[0], HEIGHT // 2 - d[1]),
-                     (WIDTH // 2 + d[0], HEIGHT // 2 + d[1]), colour, 10)  # fmt: skip
+            cv2.line(
+                img,
+                (WIDTH // 2 - d[0], HEIGHT // 2 - d[1]),
+                (WIDTH // 2 + d[0], HEIGHT // 2 + d[1]),
+                colour,
+                10,
+            )
         elif label == "blinking_lamp":
             if x < 0.5:
                 cv2.rectangle(img, (80, 50), (144, 110), colour, -1)
         elif label == "orbiting_dot":
             a = 2 * math.pi * c
-            cv2.circle(img, (int(WIDTH / 2 + 55 * math.cos(a)), int(HEIGHT / 2 + 55 * math.sin(a))),
-                       12, colour, -1)  # fmt: skip
+            cv2.circle(
+                img,
+                (int(WIDTH / 2 + 55 * math.cos(a)), int(HEIGHT / 2 + 55 * math.sin(a))),
+                12,
+                colour,
+                -1,
+            )
         elif label == "falling_rain":
-            for dx, dp in zip(*drops):
+            for dx, dp in zip(*drops, strict=True):
                 y = int(((c + dp) % 1.0) * HEIGHT)
                 cv2.line(img, (int(dx), y - 8), (int(dx), y), colour, 3)
         frames[k] = img
@@ -179,8 +189,9 @@ def make_demo_data(cfg: DemoConfig, progress: bool = True) -> dict:
     for j, (split, label, i) in enumerate(tqdm(plan, desc="demo-data", disable=not progress)):
         youtube_id = f"demo{j:03d}{label[:3]}".ljust(11, "x")[:11]
         start = int(rng.integers(0, 200))
-        row = dict(label=label, youtube_id=youtube_id, time_start=start,
-                   time_end=start + 10, split=split)  # fmt: skip
+        row = dict(
+            label=label, youtube_id=youtube_id, time_start=start, time_end=start + 10, split=split
+        )
         rows[split].append(row)
         path = root / split / label / f"{clip_stem(youtube_id, start, start + 10)}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,8 +202,12 @@ def make_demo_data(cfg: DemoConfig, progress: bool = True) -> dict:
         if split == "train" and i == 0 and label == CLASSES[1]:
             path.write_bytes(b"")  # a zero-byte download
             continue
-        write_video(path, frames, fps, None if (split == "train" and i == 0 and
-                                                 label == CLASSES[2]) else audio)  # fmt: skip
+        write_video(
+            path,
+            frames,
+            fps,
+            None if (split == "train" and i == 0 and label == CLASSES[2]) else audio,
+        )
         written += 1
     for split, split_rows in rows.items():
         with open(root / "annotations" / f"{split}.csv", "w", newline="") as f:

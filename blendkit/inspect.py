@@ -65,8 +65,10 @@ def verify_sample(sample: dict, meta: dict, min_psnr: float = 40.0) -> list[str]
         if data is not None:
             audio, rate = codec.decode_audio(data)
             if rate != meta["audio_rate"] or len(audio) != meta["audio_samples"]:
-                problems.append(f"{name}: {len(audio)} samples at {rate} Hz, expected "
-                                f"{meta['audio_samples']} at {meta['audio_rate']} Hz")  # fmt: skip
+                problems.append(
+                    f"{name}: {len(audio)} samples at {rate} Hz, expected "
+                    f"{meta['audio_samples']} at {meta['audio_rate']} Hz"
+                )
     return problems
 
 
@@ -76,8 +78,9 @@ def _stats(values: list[float]) -> dict | None:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def inspect_shards(folder: Path, verify: bool = False, render: Path | None = None,
-                   n_render: int = 4) -> dict:  # fmt: skip
+def inspect_shards(
+    folder: Path, verify: bool = False, render: Path | None = None, n_render: int = 4
+) -> dict:
     """Summary of a shard folder; with ``verify`` every member is decoded and checked."""
     shards = list_shard_files(folder)
     blends, members, sizes, fractions = Counter(), Counter(), [], []
@@ -95,7 +98,9 @@ def inspect_shards(folder: Path, verify: bool = False, render: Path | None = Non
                     if meta.get("superpixel"):
                         fractions.append(meta["superpixel"]["fraction"])
                     if verify:
-                        failures += [{"sample": key, "reason": p} for p in verify_sample(sample, meta)]
+                        failures += [
+                            {"sample": key, "reason": p} for p in verify_sample(sample, meta)
+                        ]
                     if render is not None and len(rendered) < n_render:
                         rendered.append((key, sample, meta))
                 except (KeyError, ValueError, OSError) as e:
@@ -136,8 +141,10 @@ def format_summary(result: dict) -> str:
     ]
     sp = result["superpixel_fraction"]
     if sp:
-        lines.append(f"superpixel fraction of the clip: min {sp['min']:.3f}, "
-                     f"median {sp['median']:.3f}, max {sp['max']:.3f}")  # fmt: skip
+        lines.append(
+            f"superpixel fraction of the clip: min {sp['min']:.3f}, "
+            f"median {sp['median']:.3f}, max {sp['max']:.3f}"
+        )
     if "verify" in result:
         v = result["verify"]
         lines.append(f"verify: {v['checked']} samples decoded, {len(v['failures'])} failures")

@@ -1,9 +1,10 @@
 """Index a Kinetics-600 download as distributed.
 
-Annotation CSVs have the columns ``label,youtube_id,time_start,time_end,split`` (the test split has no
-label). Files are named ``<youtube_id>_<time_start:06d>_<time_end:06d>.<ext>`` and may sit anywhere under
-the source folder: flat, or in per-label folders. Without a CSV, every video file under the source is an
-item, labelled by its parent folder's name. Rows whose file is absent become skips, never errors.
+Annotation CSVs have the columns ``label,youtube_id,time_start,time_end,split`` (the test split
+has no label). Files are named ``<youtube_id>_<time_start:06d>_<time_end:06d>.<ext>`` and may sit
+anywhere under the source folder: flat, or in per-label folders. Without a CSV, every video file
+under the source is an item, labelled by its parent folder's name. Rows whose file is absent become
+skips, never errors.
 """
 
 from __future__ import annotations

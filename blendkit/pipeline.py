@@ -5,26 +5,29 @@ Stages, composed in :func:`make_shards`:
 1. **index**  annotation CSV and files -> items (absent files become skips)
 2. **probe**  open every item (in parallel) -> usable sources; zero-byte, unopenable, video-less and
    too-short files become skips
-3. **plan**   sample ``i`` takes V1 = ``order[i % U]`` (a seeded permutation of the usable sources) and
-   the blend kind ``kinds[i % len(kinds)]``; shard ``s`` holds samples ``[s*K, (s+1)*K)``
-4. **shards** each unfinished shard is one independent task (see ``sample.py``); finished shards are
-   kept, so rerunning the same command resumes
+3. **plan**   sample ``i`` takes V1 = ``order[i % U]`` (a seeded permutation of the usable sources)
+   and the blend kind ``kinds[i % len(kinds)]``; shard ``s`` holds samples ``[s*K, (s+1)*K)``
+4. **shards** each unfinished shard is one independent task (see ``sample.py``), run by an engine
+   (``engines.py``: this process, a process pool, or Ray); finished shards are kept, so rerunning
+   the same command resumes
 5. **manifest** and **report** from the shards' sidecars
 
-Determinism: a sample depends only on (inputs, config, seed, index), and a shard only on its samples,
-so any number of worker processes gives byte-identical shards.
+Determinism: a sample depends only on (inputs, config, seed, index), and a shard only on its
+samples, so any engine and any number of worker processes give byte-identical shards.
+
+``out`` is a folder or an fsspec URL (``storage.py``): the store decides how a finished shard is put
+in place (a rename, or an upload to a temporary key and a move).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
-import multiprocessing as mp
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +36,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from blendkit.config import ConfigError, ShardConfig
+from blendkit.config import ConfigError, ShardConfig, from_dict
 from blendkit.decode import DecodeError, probe
+from blendkit.engines import Engine, make_engine
 from blendkit.kinetics import Skip, VideoItem, index_source
 from blendkit.sample import Source, make_sample
-from blendkit.writer import ShardWriter, is_complete, remove_temporaries, shard_paths, write_atomic
+from blendkit.storage import FsspecStore, LocalStore, open_store
+from blendkit.writer import shard_paths
+
+PROBE_CHUNK = 16  # videos per probe task
 
 
 @dataclass
@@ -78,8 +85,9 @@ def probe_item(item: VideoItem, clip_seconds: float) -> Source | Skip:
     return Source(item, info)
 
 
-def _probe_task(args: tuple[VideoItem, float]) -> Source | Skip:
-    return probe_item(*args)
+def _probe_chunk(args: tuple[int, list[VideoItem], float]) -> tuple[int, list[Source | Skip]]:
+    chunk, items, clip_seconds = args
+    return chunk, [probe_item(item, clip_seconds) for item in items]
 
 
 # ----------------------------------------------------------------------------- shard task
@@ -92,34 +100,33 @@ def _init_worker(sources: list[Source], order: list[int], cfg: ShardConfig) -> N
 
 
 def make_shard(index: int, start: int, stop: int) -> tuple[int, dict, dict[str, float]]:
-    """Write shard ``index`` (samples ``start..stop-1``); returns (index, sidecar, stage seconds)."""
+    """Write shard ``index`` (samples ``start..stop-1``); returns (index, sidecar, stage times)."""
     sources, order, cfg = _WORKER["sources"], _WORKER["order"], _WORKER["cfg"]
-    writer = ShardWriter(Path(cfg.out), index)
     samples, skipped, failed, seconds = [], [], [], Counter()
-    try:
-        for i in range(start, stop):
-            try:
-                result = make_sample(i, order[i % len(order)], sources, cfg)
-            except DecodeError as e:
-                failed.append({"index": i, "reason": str(e)})
-                continue
-            finally:
-                pass
-            t0 = time.perf_counter()
-            size = writer.write(result.key, result.members, result.meta)
-            seconds.update(result.seconds)
-            seconds["write"] += time.perf_counter() - t0
-            skipped += [dataclasses.asdict(s) for s in result.skips]
-            sizes = {k: len(v) for k, v in result.members.items()}
-            samples.append({"meta": result.meta, "bytes": size, "members": sizes})
-        sidecar = {"shard": index, "samples": samples, "skipped": skipped, "failed": failed}
-        t0 = time.perf_counter()
-        writer.close(sidecar)
-        seconds["write"] += time.perf_counter() - t0
-    except BaseException:
-        writer.abort()
-        raise
-    return index, sidecar, dict(seconds)
+    t_put = None
+    with open_store(cfg.out).shard_writer(index) as writer:
+        try:
+            for i in range(start, stop):
+                try:
+                    result = make_sample(i, order[i % len(order)], sources, cfg)
+                except DecodeError as e:
+                    failed.append({"index": i, "reason": str(e)})
+                    continue
+                t0 = time.perf_counter()
+                size = writer.write(result.key, result.members, result.meta)
+                seconds.update(result.seconds)
+                seconds["write"] += time.perf_counter() - t0
+                skipped += [dataclasses.asdict(s) for s in result.skips]
+                sizes = {k: len(v) for k, v in result.members.items()}
+                samples.append({"meta": result.meta, "bytes": size, "members": sizes})
+            sidecar = {"shard": index, "samples": samples, "skipped": skipped, "failed": failed}
+            t_put = time.perf_counter()
+            writer.close(sidecar)
+        except BaseException:
+            writer.abort()
+            raise
+    seconds["write"] += time.perf_counter() - t_put  # close, and the upload for a URL
+    return index, json.loads(json.dumps(sidecar, sort_keys=True)), dict(seconds)
 
 
 def _shard_task(args: tuple[int, int, int]) -> tuple[int, dict, dict[str, float]]:
@@ -129,12 +136,13 @@ def _shard_task(args: tuple[int, int, int]) -> tuple[int, dict, dict[str, float]
 # ----------------------------------------------------------------------------- orchestration
 
 
-def check_config(cfg: ShardConfig, out: Path) -> None:
+def check_config(cfg: ShardConfig, store: LocalStore | FsspecStore) -> None:
     """Record the config with the shards; refuse to resume into shards made differently."""
-    path = out / "config.json"
-    if path.exists():
+    path = f"{store.url}/config.json"
+    text = store.read_text("config.json")
+    if text is not None:
         try:
-            previous = ShardConfig.load(path).identity()
+            previous = from_dict(ShardConfig, json.loads(text)).identity()
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{path}: unreadable config of earlier shards ({e})") from e
         changed = sorted(k for k, v in cfg.identity().items() if previous.get(k) != v)
@@ -143,7 +151,9 @@ def check_config(cfg: ShardConfig, out: Path) -> None:
                 f"{path}: shards here were made with a different config "
                 f"(differs in: {', '.join(changed)}); use another --out"
             )
-    write_atomic(path, json.dumps(dataclasses.asdict(cfg), indent=1, sort_keys=True).encode())
+    store.write_bytes(
+        "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, sort_keys=True).encode()
+    )
 
 
 def plan_shards(n_samples: int, per_shard: int) -> list[tuple[int, int, int]]:
@@ -152,39 +162,18 @@ def plan_shards(n_samples: int, per_shard: int) -> list[tuple[int, int, int]]:
     return [(s, s * per_shard, min(n_samples, (s + 1) * per_shard)) for s in range(n_shards)]
 
 
-def _mp_context():
-    """fork on Linux (workers inherit the imports: webdataset pulls in torch, seconds per process);
-    spawn elsewhere. Workers share nothing mutable with the parent, so either gives the same bytes."""
-    return mp.get_context("fork" if sys.platform == "linux" else "spawn")
-
-
-def _pool_map(fn, tasks: list, workers: int, init_args: tuple | None = None) -> Iterator:
-    """Run ``fn`` over tasks in-process (workers=1) or in a process pool; results in completion order."""
-    if workers <= 1:
-        if init_args is not None:
-            _init_worker(*init_args)
-        yield from map(fn, tasks)
-        return
-    ctx = _mp_context()
-    init = (_init_worker, init_args) if init_args is not None else (None, ())
-    with ctx.Pool(workers, initializer=init[0], initargs=init[1]) as pool:
-        yield from pool.imap_unordered(fn, tasks, chunksize=1)
-
-
-def _probe_all(items, cfg, progress) -> tuple[list[Source], list[Skip]]:
-    tasks = [(item, cfg.clip_seconds) for item in items]
-    results: list[Source | Skip] = []
-    bar = tqdm(total=len(tasks), desc="probe", unit="video", disable=not progress)
-    if cfg.workers <= 1:
-        for t in tasks:
-            results.append(_probe_task(t))
-            bar.update()
-    else:
-        with _mp_context().Pool(cfg.workers) as pool:
-            for r in pool.imap(_probe_task, tasks, chunksize=8):  # imap keeps input order
-                results.append(r)
-                bar.update()
+def _probe_all(items, cfg, engine: Engine, progress) -> tuple[list[Source], list[Skip]]:
+    tasks = [
+        (c, items[s : s + PROBE_CHUNK], cfg.clip_seconds)
+        for c, s in enumerate(range(0, len(items), PROBE_CHUNK))
+    ]
+    chunks: dict[int, list[Source | Skip]] = {}
+    bar = tqdm(total=len(items), desc="probe", unit="video", disable=not progress)
+    for c, probed in engine.map(_probe_chunk, tasks):
+        chunks[c] = probed
+        bar.update(len(probed))
     bar.close()
+    results = [r for c in range(len(tasks)) for r in chunks[c]]  # input order
     sources = [r for r in results if isinstance(r, Source)]
     return sources, [r for r in results if isinstance(r, Skip)]
 
@@ -193,19 +182,22 @@ def make_shards(
     cfg: ShardConfig,
     progress: bool = True,
     on_skip: Callable[[Skip], None] | None = None,
+    engine: Engine | None = None,
 ) -> MakeShardsSummary:
-    """Make (or finish making) the shards ``cfg`` describes; returns a summary."""
+    """Make (or finish making) the shards ``cfg`` describes; returns a summary.
+
+    ``engine`` runs the probe and shard tasks; by default the one ``cfg.engine`` names."""
     t_start = time.perf_counter()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    check_config(cfg, out)
-    remove_temporaries(out)
+    engine = engine or make_engine(cfg.engine, cfg.workers, cfg.ray_address)
+    store = open_store(cfg.out)
+    store.prepare()
+    check_config(cfg, store)
     warn = on_skip or (lambda s: None)
 
     items, skips = index_source(cfg.source, cfg.annotations, cfg.split)
     for s in skips:
         warn(s)
-    sources, probe_skips = _probe_all(items, cfg, progress)
+    sources, probe_skips = _probe_all(items, cfg, engine, progress)
     for s in probe_skips:
         warn(s)
     skips += probe_skips
@@ -217,21 +209,24 @@ def make_shards(
     n_samples = cfg.num_samples or len(sources)
     order = np.random.default_rng([cfg.seed, 0x5EED]).permutation(len(sources)).tolist()
     shards = plan_shards(n_samples, cfg.samples_per_shard)
-    todo = [t for t in shards if not is_complete(out, t[0])]
+    finished = store.complete(s for s, _, _ in shards)
+    todo = [t for t in shards if t[0] not in finished]
     bar = tqdm(total=n_samples, desc="make-shards", unit="sample", disable=not progress)
-    bar.update(sum(stop - start for s, start, stop in shards if is_complete(out, s)))
+    bar.update(sum(stop - start for s, start, stop in shards if s in finished))
     stage_seconds: Counter = Counter()
-    for _, sidecar, seconds in _pool_map(
-        _shard_task, todo, cfg.workers, (sources, order, cfg)
+    made: dict[int, dict] = {}
+    for index, sidecar, seconds in engine.map(
+        _shard_task, todo, _init_worker, (sources, order, cfg)
     ):
+        made[index] = sidecar
         bar.update(len(sidecar["samples"]) + len(sidecar["failed"]))
         stage_seconds.update(seconds)
         for s in sidecar["skipped"]:
             warn(Skip(**s))
     bar.close()
 
-    sidecars = [json.loads(shard_paths(out, s)[1].read_text()) for s, _, _ in shards]
-    write_manifest(out, sidecars)
+    sidecars = [made[s] if s in made else _read_sidecar(store, s) for s, _, _ in shards]
+    write_manifest(store, sidecars)
     summary = _summarize(cfg, shards, len(todo), items, skips, sources, sidecars, stage_seconds)
     summary.seconds = time.perf_counter() - t_start
     report = {
@@ -240,8 +235,17 @@ def make_shards(
         "failed_samples": [f for sc in sidecars for f in sc["failed"]],
         "config": dataclasses.asdict(cfg),
     }
-    write_atomic(out / "report.json", json.dumps(report, indent=1).encode())
+    store.write_bytes("report.json", json.dumps(report, indent=1).encode())
+    store.finish()  # temporaries of tasks that died and were retried
     return summary
+
+
+def _read_sidecar(store: LocalStore | FsspecStore, index: int) -> dict:
+    name = shard_paths(Path("."), index)[1].name
+    text = store.read_text(name)
+    if text is None:
+        raise FileNotFoundError(f"{store.url}/{name}: sidecar of a finished shard is missing")
+    return json.loads(text)
 
 
 def _unique_skips(skips: list[Skip], sidecars: list[dict]) -> list[dict]:
@@ -297,8 +301,7 @@ def manifest_rows(sidecars: list[dict]) -> list[dict]:
     return rows
 
 
-def write_manifest(out: Path, sidecars: list[dict]) -> None:
-    table = pa.Table.from_pylist(manifest_rows(sidecars))
-    tmp = out / ".manifest.parquet.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(out / "manifest.parquet")
+def write_manifest(store: LocalStore | FsspecStore, sidecars: list[dict]) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(manifest_rows(sidecars)), buffer)
+    store.write_bytes("manifest.parquet", buffer.getvalue())

@@ -1,4 +1,4 @@
-"""Contact sheet of shard samples: a person can see what the blends look like and hear-by-eye the audio.
+"""Contact sheet of shard samples: what the blends look like, and their audio as spectrograms.
 
 One row per sample: four frames (start, 1/3, 2/3, end) of mix, v1, v2 and alpha, then the
 spectrograms of a1 and a2.
@@ -23,8 +23,9 @@ def frame_strip(video: np.ndarray, n: int = N_FRAMES) -> np.ndarray:
     """n frames of a (T,H,W[,3]) video side by side with a 2-pixel white gap."""
     idx = np.linspace(0, len(video) - 1, n).round().astype(int)
     frames = [video[i] for i in idx]
-    gap = np.full((*frames[0].shape[:1], 2, *frames[0].shape[2:]), frames[0].max() or 1,
-                  frames[0].dtype)  # fmt: skip
+    gap = np.full(
+        (*frames[0].shape[:1], 2, *frames[0].shape[2:]), frames[0].max() or 1, frames[0].dtype
+    )
     return np.concatenate([x for f in frames for x in (f, gap)][:-1], axis=1)
 
 
@@ -35,12 +36,16 @@ def contact_sheet(samples: list[tuple[str, dict, dict]], path: Path) -> None:
     if not samples:
         raise ValueError(f"{path}: nothing to render (no readable samples)")
     cols = ("mix", "v1", "v2", "alpha", "a1", "a2")
-    fig, axes = plt.subplots(len(samples), len(cols), figsize=(26, 2.2 * len(samples)),
-                             gridspec_kw={"width_ratios": [4, 4, 4, 4, 1.6, 1.6]},
-                             squeeze=False)  # fmt: skip
-    for row, (key, sample, meta) in zip(axes, samples):
+    fig, axes = plt.subplots(
+        len(samples),
+        len(cols),
+        figsize=(26, 2.2 * len(samples)),
+        gridspec_kw={"width_ratios": [4, 4, 4, 4, 1.6, 1.6]},
+        squeeze=False,
+    )
+    for row, (key, sample, meta) in zip(axes, samples, strict=True):
         frames = decoded_frames(sample)
-        for ax, name in zip(row, cols):
+        for ax, name in zip(row, cols, strict=True):
             ax.set_xticks([])
             ax.set_yticks([])
             if name in ("a1", "a2"):

@@ -1,8 +1,8 @@
 """Make one blended sample: the stages decode -> clip -> alpha -> encode -> blend, for one index.
 
-Everything random about sample ``i`` comes from its own generator, seeded from the run seed and ``i``
-alone, so a sample's bytes do not depend on which process makes it or in which order. A source that
-fails to decode is recorded as a skip and replaced by another draw from the same generator.
+Everything random about sample ``i`` comes from its own generator, seeded from the run seed and
+``i`` alone, so a sample's bytes do not depend on which process makes it or in which order. A source
+that fails to decode is recorded as a skip and replaced by another draw from the same generator.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _draw_clip(
 
 
 def encode_blend(v1: np.ndarray, v2: np.ndarray, alpha: np.ndarray, cfg: ShardConfig, timer):
-    """Encode v1 and v2, blend their *decoded* frames, and encode the mix until it meets the PSNR bar.
+    """Encode v1 and v2, blend their *decoded* frames, encode the mix until it meets the PSNR bar.
 
     Returns (members, video meta). Blending the decoded frames makes the identity
     mix = alpha*v1 + (1-alpha)*v2 hold on exactly what a reader of the shard sees.
@@ -185,7 +185,9 @@ def make_sample(index: int, first: int, sources: list[Source], cfg: ShardConfig)
         ext = codec.audio_extension(cfg.audio_codec)
         for name, clip in (("a1", c1), ("a2", c2)):
             if clip.audio is not None:
-                members[f"{name}.{ext}"] = codec.encode_audio(clip.audio, cfg.audio_rate, cfg.audio_codec)
+                members[f"{name}.{ext}"] = codec.encode_audio(
+                    clip.audio, cfg.audio_rate, cfg.audio_codec
+                )
     key = f"{index:09d}"
     meta = {
         "key": key,

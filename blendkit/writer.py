@@ -54,7 +54,9 @@ class ShardWriter:
         self.tar_path, self.sidecar_path = shard_paths(out, index)
         self._tmp = self.tar_path.with_name(f".{self.tar_path.name}.{os.getpid()}.tmp")
         self._file = open(self._tmp, "wb")
-        self._tar = wds.TarWriter(self._file, encoder=False, mtime=0.0, user="blendkit", group="blendkit")
+        self._tar = wds.TarWriter(
+            self._file, encoder=False, mtime=0.0, user="blendkit", group="blendkit"
+        )
 
     def write(self, key: str, members: dict[str, bytes], meta: dict) -> int:
         """Add one sample; returns its size in bytes (members and json)."""

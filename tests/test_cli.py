@@ -18,7 +18,9 @@ def _one_line_error(result, *needles):
 
 
 def test_missing_source_folder(tmp_path):
-    result = runner.invoke(app, ["make-shards", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["make-shards", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    )
     _one_line_error(result, "nope", "does not exist")
 
 

@@ -7,9 +7,8 @@ decoder shows at each output time.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
-
 from fractions import Fraction
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -82,7 +81,10 @@ def media(tmp_path_factory):
             path = root / name
             if kwargs.get("codec") == "libtheora" and not encoder_available("libtheora"):
                 shutil.copy(FIXTURES / name, path)  # the frames it holds, encoded here as VP9
-                cache[name] = (path, make_video(root / f"{name}.mkv", **{**kwargs, "codec": "libvpx-vp9"}))
+                cache[name] = (
+                    path,
+                    make_video(root / f"{name}.mkv", **{**kwargs, "codec": "libvpx-vp9"}),
+                )
             else:
                 cache[name] = (path, make_video(path, **kwargs))
         return cache[name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import tarfile
 import io
 import json
 from pathlib import Path
@@ -21,8 +22,15 @@ from blendkit.superpixels import SuperpixelConfig
 from tests.media import make_not_video, make_truncated, make_video, make_zero_byte
 
 LABELS = ("drumming", "singing", "surfing")
-TINY = dict(frames=16, fps=25.0, short_side=40, crop=32, audio_rate=8000, preset="veryfast",
-            superpixels=SuperpixelConfig(n_segments=8, min_fraction=0.02, max_fraction=0.4))  # fmt: skip
+TINY = dict(
+    frames=16,
+    fps=25.0,
+    short_side=40,
+    crop=32,
+    audio_rate=8000,
+    preset="veryfast",
+    superpixels=SuperpixelConfig(n_segments=8, min_fraction=0.02, max_fraction=0.4),
+)
 
 
 def _write_csv(path: Path, rows: list[tuple[str, str, int, int, str]]) -> Path:
@@ -33,36 +41,56 @@ def _write_csv(path: Path, rows: list[tuple[str, str, int, int, str]]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> tuple[Path, Path]:
-    """Six good videos in per-label folders (one without audio) plus one of every kind of bad input."""
-    root = tmp_path_factory.mktemp("kinetics")
+def build_dataset(root: Path) -> tuple[Path, Path]:
+    """Six good videos in per-label folders (one without audio), one of every kind of bad input."""
     rows = []
     for i in range(6):
         label = LABELS[i % 3]
         yid = f"vid{i:08d}"
         path = root / label / f"{clip_stem(yid, 10 * i, 10 * i + 10)}.mp4"
         path.parent.mkdir(exist_ok=True)
-        make_video(path, fps=(12, 30, 25)[i % 3], n_frames=(12, 30, 25)[i % 3] * 2,
-                   audio=i != 4, audio_channels=2)  # fmt: skip
+        make_video(
+            path,
+            fps=(12, 30, 25)[i % 3],
+            n_frames=(12, 30, 25)[i % 3] * 2,
+            audio=i != 4,
+            audio_channels=2,
+        )
         rows.append((label, yid, 10 * i, 10 * i + 10, "train"))
     bad = root / "bad"
     bad.mkdir()
     make_zero_byte(bad / f"{clip_stem('zerobyte000', 0, 10)}.mp4")
-    make_truncated(bad / f"{clip_stem('truncated00', 0, 10)}.mp4", root / "drumming" /
-                   f"{clip_stem('vid00000000', 0, 10)}.mp4")  # fmt: skip
+    make_truncated(
+        bad / f"{clip_stem('truncated00', 0, 10)}.mp4",
+        root / "drumming" / f"{clip_stem('vid00000000', 0, 10)}.mp4",
+    )
     make_not_video(bad / f"{clip_stem('notavideo00', 0, 10)}.mp4")
     make_video(bad / f"{clip_stem('tooshort000', 0, 10)}.mp4", fps=25, n_frames=8)
-    rows += [("bad", y, 0, 10, "train") for y in ("zerobyte000", "truncated00", "notavideo00",
-                                                  "tooshort000", "missing0000")]  # fmt: skip
+    rows += [
+        ("bad", y, 0, 10, "train")
+        for y in ("zerobyte000", "truncated00", "notavideo00", "tooshort000", "missing0000")
+    ]
     rows.append(("drumming", "validonly00", 0, 10, "validate"))
     return root, _write_csv(root / "train.csv", rows)
 
 
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> tuple[Path, Path]:
+    return build_dataset(tmp_path_factory.mktemp("kinetics"))
+
+
 def _cfg(dataset, out: Path, **kw) -> ShardConfig:
     root, annotations = dataset
-    base = dict(source=str(root), out=str(out), annotations=str(annotations), split="train",
-                samples_per_shard=3, num_samples=8, seed=7, **TINY)  # fmt: skip
+    base = dict(
+        source=str(root),
+        out=str(out),
+        annotations=str(annotations),
+        split="train",
+        samples_per_shard=3,
+        num_samples=8,
+        seed=7,
+        **TINY,
+    )
     return ShardConfig(**{**base, **kw})
 
 
@@ -79,11 +107,28 @@ def _decode(data: bytes) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
 
 
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def assert_same_shards(a: Path, b: Path, n: int = 3) -> None:
+    """Byte-identical shards; on failure, name the members that differ."""
+    for i in range(n):
+        name = f"shard-{i:06d}.tar"
+        if (a / name).read_bytes() != (b / name).read_bytes():
+            ma, mb = _members(a / name), _members(b / name)
+            diff = sorted(k for k in ma.keys() | mb.keys() if ma.get(k) != mb.get(k))
+            notes = [f"{k}: {ma.get(k)!r} != {mb.get(k)!r}" for k in diff if k.endswith(".json")]
+            raise AssertionError(f"{name} differs in {diff} {notes}")
+
+
 def test_shards_read_back_with_plain_webdataset_and_pyav(made):
     out, summary = made
     assert summary.samples == 8 and summary.shards == 3 and summary.shards_written == 3
-    samples = list(wds.WebDataset(sorted(str(p) for p in out.glob("shard-*.tar")),
-                                  shardshuffle=False))  # fmt: skip
+    samples = list(
+        wds.WebDataset(sorted(str(p) for p in out.glob("shard-*.tar")), shardshuffle=False)
+    )
     assert [s["__key__"] for s in samples] == [f"{i:09d}" for i in range(8)]
     for s in samples:
         meta = json.loads(s["json"])
@@ -123,9 +168,11 @@ def test_bad_inputs_are_skipped_with_reasons(made):
     assert "validonly00" not in reasons  # other split: not an input of this run
     assert reasons["truncated00"].startswith("truncated")
     assert summary.sources_usable == 7  # the truncated file passes the probe; decoding catches it
-    used = {json.loads(s["json"])[v]["youtube_id"]
-            for s in wds.WebDataset(str(out / "shard-000000.tar"), shardshuffle=False)
-            for v in ("v1", "v2")}  # fmt: skip
+    used = {
+        json.loads(s["json"])[v]["youtube_id"]
+        for s in wds.WebDataset(str(out / "shard-000000.tar"), shardshuffle=False)
+        for v in ("v1", "v2")
+    }
     assert used <= {f"vid{i:08d}" for i in range(6)}
 
 
@@ -141,9 +188,7 @@ def test_same_bytes_whatever_the_number_of_workers(dataset, made, tmp_path):
     out1, _ = made
     out2 = tmp_path / "w2"
     make_shards(_cfg(dataset, out2, workers=2), progress=False)
-    for i in range(3):
-        name = f"shard-{i:06d}.tar"
-        assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
+    assert_same_shards(out1, out2)
 
 
 def test_rerun_resumes_and_refuses_another_config(dataset, made, tmp_path):
@@ -173,13 +218,14 @@ def test_interrupted_shard_leaves_nothing_that_looks_complete(dataset, made, tmp
     monkeypatch.setattr(pipeline, "make_sample", dies_on_sample_4)
     with pytest.raises(KeyboardInterrupt):
         make_shards(_cfg(dataset, out), progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "shard-000000.json",
-                                                     "shard-000000.tar"]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "shard-000000.json",
+        "shard-000000.tar",
+    ]
     monkeypatch.setattr(pipeline, "make_sample", real)
     make_shards(_cfg(dataset, out), progress=False)
-    for i in range(3):
-        name = f"shard-{i:06d}.tar"
-        assert (out / name).read_bytes() == (out1 / name).read_bytes()
+    assert_same_shards(out1, out)
 
 
 def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
@@ -189,7 +235,9 @@ def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
         from_dict(ShardConfig, {"source": "a", "out": "b", "frames": "64"})
     with pytest.raises(ConfigError, match="superpixels.n_segment"):
         from_dict(ShardConfig, {"source": "a", "out": "b", "superpixels": {"n_segment": 3}})
-    cfg = from_dict(ShardConfig, {"source": "a", "out": "b", "fps": 30, "superpixels": {"n_segments": 9}})
+    cfg = from_dict(
+        ShardConfig, {"source": "a", "out": "b", "fps": 30, "superpixels": {"n_segments": 9}}
+    )
     assert cfg.fps == 30.0 and cfg.superpixels.n_segments == 9
 
 
@@ -197,5 +245,7 @@ def test_too_few_usable_videos_is_a_clear_error(tmp_path):
     (tmp_path / "src").mkdir()
     make_zero_byte(tmp_path / "src" / "a.mp4")
     with pytest.raises(ValueError, match="need at least two usable videos"):
-        make_shards(ShardConfig(source=str(tmp_path / "src"), out=str(tmp_path / "o"), **TINY),
-                    progress=False)  # fmt: skip
+        make_shards(
+            ShardConfig(source=str(tmp_path / "src"), out=str(tmp_path / "o"), **TINY),
+            progress=False,
+        )

@@ -10,26 +10,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from pathlib import Path
 
-import braceexpand
+from blendkit.storage import expand_urls
 
 
 def list_shards(spec: str) -> list[str]:
-    """Shard paths named by ``spec``: a directory of ``shard-*.tar``, a brace pattern, or a file
-    listing one path per line (relative paths are taken relative to that file). Sorted for a
-    directory, in the given order otherwise. Raises ``FileNotFoundError`` when nothing matches."""
-    path = Path(spec)
-    if path.is_dir():
-        shards = sorted(str(p) for p in path.glob("shard-*.tar"))
-    elif path.is_file() and not path.name.endswith(".tar"):
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-        shards = [str(path.parent / ln) for ln in lines if ln and not ln.startswith("#")]
-    else:
-        shards = list(braceexpand.braceexpand(spec))
-    if not shards:
-        raise FileNotFoundError(f"no shards found for {spec!r}")
-    return shards
+    """Shard URLs named by ``spec`` (directory, glob, brace pattern, list file, fsspec URL or
+    ``pipe:`` command): see :func:`blendkit.storage.expand_urls`, the one implementation."""
+    return expand_urls(spec)
 
 
 def ordered(shards: list[str], rng: random.Random | None) -> Iterator[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tarfile
 from collections.abc import Iterable, Iterator
 
+from blendkit.storage import open_url
 from trainer.data.stats import LoaderStats
 
 RawSample = dict[str, object]  # "__key__", "__url__", then one bytes value per extension
@@ -62,7 +63,7 @@ def tarfile_to_samples(
         n = 0
         stats.add("shards_opened")
         try:
-            with open(url, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
+            with open_url(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
                 for sample in _samples_in(tar, url):
                     n += 1
                     stats.add("samples_read")

@@ -1,0 +1,226 @@
+"""Where shards live: local folders, fsspec URLs (``s3://``, ``gs://``, ``memory://``, ``file://``)
+and WebDataset ``pipe:`` commands.
+
+Writing (``make-shards --out``): :func:`open_store` gives a :class:`LocalStore` for a path or a
+``file://`` URL and an :class:`FsspecStore` for any other fsspec URL. Both finish a shard the same
+way: sidecar first, tar last, each under a temporary name first, so a present ``shard-N.tar``
+always has its sidecar and a killed task leaves at most ``.*.tmp`` names that the next run deletes.
+
+- Local (and shared POSIX filesystems such as NFS or Lustre): ``os.replace`` is atomic.
+- Object stores: a shard is written to a local temporary folder on the worker, uploaded to a
+  temporary key, then moved to its final key. S3, GCS and Azure Blob make a single object visible
+  only once its upload (multipart included) has completed, and since 2020 S3 reads after writes
+  are strongly consistent, so a reader never sees half a tar. A "move" there is a server-side copy
+  plus a delete, not a rename: a task killed between the two leaves a complete final object plus a
+  stale temporary key, which the next run deletes. Listing is consistent on S3 and GCS too, so
+  resume sees every finished shard.
+- ``memory://`` is per process: useful in tests with the in-process engine only.
+
+Reading (trainer): :func:`expand_urls` turns a shard spec into WebDataset URLs and
+:func:`open_url` opens any of them as a binary stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO
+
+import braceexpand
+
+from blendkit.writer import (
+    SHARD_PATTERN,
+    ShardWriter,
+    is_complete,
+    remove_temporaries,
+    shard_paths,
+    write_atomic,
+)
+
+GLOB_CHARS = ("*", "?", "[")
+
+
+def is_local(url: str) -> bool:
+    """A plain path or a ``file://`` URL (not a ``pipe:`` command, not another protocol)."""
+    return url.startswith("file://") or ("://" not in url and not url.startswith("pipe:"))
+
+
+def local_path(url: str) -> Path:
+    """The path of a plain path or ``file://`` URL."""
+    return Path(url[len("file://") :] if url.startswith("file://") else url)
+
+
+def _fsspec():
+    try:
+        import fsspec
+    except ImportError as e:
+        raise ValueError("URLs other than local paths need fsspec: pip install fsspec") from e
+    return fsspec
+
+
+class LocalStore:
+    """Shards in a local (or shared POSIX) folder; the writer renames files into place itself."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.url = str(root)
+
+    def prepare(self) -> None:
+        """Create the folder and delete what interrupted runs left."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(self.root)
+
+    def finish(self) -> None:
+        """Delete temporaries of tasks that died and were retried elsewhere."""
+        remove_temporaries(self.root)
+
+    def read_text(self, name: str) -> str | None:
+        path = self.root / name
+        return path.read_text() if path.is_file() else None
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        write_atomic(self.root / name, data)
+
+    def complete(self, indices: Iterable[int]) -> set[int]:
+        """The shards among ``indices`` that are finished."""
+        return {i for i in indices if is_complete(self.root, i)}
+
+    @contextlib.contextmanager
+    def shard_writer(self, index: int) -> Iterator[ShardWriter]:
+        """A writer for shard ``index``; ``close`` puts the shard in place."""
+        yield ShardWriter(self.root, index)
+
+
+class FsspecStore:
+    """Shards under an fsspec URL: each is made in a local temporary folder, then uploaded."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.fs, self.root = _fsspec().core.url_to_fs(self.url)
+
+    def _path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def prepare(self) -> None:
+        self.fs.makedirs(self.root, exist_ok=True)
+        self.finish()
+
+    def finish(self) -> None:
+        for p in self.fs.glob(self._path(".*.tmp")):
+            self.fs.rm_file(p)
+
+    def read_text(self, name: str) -> str | None:
+        path = self._path(name)
+        return self.fs.cat_file(path).decode() if self.fs.isfile(path) else None
+
+    def _publish(self, name: str, local: Path | None = None, data: bytes | None = None) -> None:
+        """Upload to a temporary key, then move it to ``name``."""
+        tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
+        if local is not None:
+            self.fs.put_file(str(local), tmp)
+        else:
+            self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, self._path(name))
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        self._publish(name, data=data)
+
+    def complete(self, indices: Iterable[int]) -> set[int]:
+        if not self.fs.isdir(self.root):
+            return set()
+        names = {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)}
+        stems = [(i, SHARD_PATTERN.format(i)) for i in indices]
+        return {i for i, stem in stems if f"{stem}.tar" in names and f"{stem}.json" in names}
+
+    @contextlib.contextmanager
+    def shard_writer(self, index: int) -> Iterator[ShardWriter]:
+        """A writer into a local temporary folder; on a clean exit the shard is uploaded
+        (sidecar, then tar). The temporary folder is deleted either way."""
+        staging = Path(tempfile.mkdtemp(prefix="blendkit-shard-"))
+        try:
+            writer = ShardWriter(staging, index)
+            yield writer
+            tar, sidecar = shard_paths(staging, index)
+            self._publish(sidecar.name, local=sidecar)
+            self._publish(tar.name, local=tar)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def open_store(out: str) -> LocalStore | FsspecStore:
+    """The store for ``make-shards --out``: a path, ``file://`` URL or other fsspec URL."""
+    if out.startswith("pipe:"):
+        raise ValueError(f"{out}: pipe: commands can be read from, not written to; use a URL")
+    return LocalStore(local_path(out)) if is_local(out) else FsspecStore(out)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _has_glob(s: str) -> bool:
+    return any(c in s for c in GLOB_CHARS)
+
+
+def _expand_local(spec: str) -> list[str]:
+    path = local_path(spec)
+    if path.is_dir():
+        return sorted(str(p) for p in path.glob("shard-*.tar"))
+    if _has_glob(str(path)):
+        return sorted(glob.glob(str(path)))
+    if path.is_file() and not path.name.endswith(".tar"):  # a list, one shard per line
+        lines = [ln.strip() for ln in path.read_text().splitlines()]
+        return [
+            ln if not is_local(ln) else str(path.parent / ln)
+            for ln in lines
+            if ln and not ln.startswith("#")
+        ]
+    return [str(path)] if path.is_file() else []
+
+
+def _expand_remote(spec: str) -> list[str]:
+    fs, root = _fsspec().core.url_to_fs(spec)
+    if _has_glob(root):
+        paths = sorted(fs.glob(root))
+    elif fs.isdir(root):
+        paths = sorted(fs.glob(f"{root.rstrip('/')}/shard-*.tar"))
+    else:
+        paths = [root] if fs.isfile(root) else []
+    return [fs.unstrip_protocol(p) for p in paths]
+
+
+def expand_urls(spec: str) -> list[str]:
+    """WebDataset URLs named by ``spec``.
+
+    - ``pipe:CMD``: brace-expanded, never checked (e.g. ``pipe:aws s3 cp s3://b/s-{0..9}.tar -``);
+    - a brace pattern (path or URL): expanded in the given order, not checked;
+    - a directory (path or URL): its ``shard-*.tar``, sorted;
+    - a glob (path or URL): the matches, sorted;
+    - a local file not ending in ``.tar``: one URL or path per line (relative to that file);
+    - one tar (path or URL).
+
+    Local paths stay plain paths; remote ones keep their protocol. Raises ``FileNotFoundError``
+    when nothing matches.
+    """
+    if spec.startswith("pipe:") or "{" in spec:
+        urls = list(braceexpand.braceexpand(spec))
+    else:
+        urls = _expand_local(spec) if is_local(spec) else _expand_remote(spec)
+    if not urls:
+        raise FileNotFoundError(f"no shards found for {spec!r}")
+    return urls
+
+
+def open_url(url: str, mode: str = "rb") -> IO[bytes]:
+    """Open a local path, ``file://`` URL, ``pipe:`` command or fsspec URL as a binary stream."""
+    if url.startswith("pipe:"):
+        from webdataset.gopen import gopen  # a subprocess whose exit status is checked on close
+
+        return gopen(url, mode)
+    if is_local(url):
+        return open(local_path(url), mode)
+    return _fsspec().open(url, mode).open()

@@ -1,0 +1,273 @@
+"""Evaluation: report files and keys, identity baseline, control rule, decompose, Table 3 rules.
+
+Tiny everything: models at width 0.125 with n = m = 2, 8-frame 32x32 clips in two shards of two
+samples (one transparent, one occlusion each), a 20-frame 50x40 video to decompose.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+
+from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video
+from tests.media import make_not_video, make_video
+from trainer import checkpoint as ckpt
+from trainer.config import apply_overrides, save_config, tiny
+from trainer.eval import decompose, evaluate, load_run, train_tiny_classifier
+from trainer.eval.downstream import (
+    blended_transparent_score,
+    decomposed_transparent_score,
+    occlusion_score,
+    pair_score,
+)
+from trainer.eval.run import roll_audio, shift_frames
+from trainer.losses import video_loss
+from trainer.metrics import chosen_output, control_correct
+from trainer.models import build_model
+
+T, S, FPS, RATE = 8, 32, 25.0, 16000
+N_AUDIO = round(T / FPS * RATE)  # 5120
+LABELS = ("red", "blue")
+
+
+def clip(seed: int) -> np.ndarray:
+    """A (T, S, S, 3) uint8 clip: blocky noise tinted by its class (seed % 2)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 120, (T, S // 8, S // 8, 3)).repeat(8, axis=1).repeat(8, axis=2)
+    base[..., 0 if seed % 2 == 0 else 2] += 130
+    return base.astype(np.uint8)
+
+
+def sample(index: int) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
+    """Sample ``index`` (V1 = clip(2i), V2 = clip(2i+1)) and its decoded float videos."""
+    v1_bytes, v2_bytes = (encode_video(clip(2 * index + k), FPS, 10, "ultrafast") for k in (0, 1))
+    v1, v2 = (decode_video(b).astype(np.float32) for b in (v1_bytes, v2_bytes))
+    blend = "transparent" if index % 2 == 0 else "occlusion"
+    alpha = np.full((T, S, S), 0.5, np.float32)
+    if blend == "occlusion":
+        alpha[:] = 0.0
+        alpha[:, 8:20, 4:16] = 1.0
+    mix_u8 = np.round(alpha[..., None] * v1 + (1 - alpha[..., None]) * v2).astype(np.uint8)
+    mix_bytes = encode_video(mix_u8, FPS, 0, "ultrafast")
+    tone = (0.3 * np.sin(np.arange(N_AUDIO) * 0.02 * (index + 1))).astype(np.float32)
+    meta = {"key": f"{index:09d}", "index": index, "blend": blend, "fps": FPS, "frames": T}
+    meta |= {"height": S, "width": S, "audio_rate": RATE, "audio_samples": N_AUDIO}
+    meta |= {"v1": {"label": LABELS[0]}, "v2": {"label": LABELS[1]}}
+    members = {
+        "__key__": f"{index:09d}",
+        "json": json.dumps(meta).encode(),
+        "mix.mp4": mix_bytes,
+        "v1.mp4": v1_bytes,
+        "v2.mp4": v2_bytes,
+        "alpha.npz": encode_alpha(alpha),
+        "a1.flac": encode_audio(tone, RATE, codec="flac"),
+    }
+    decoded = {"mix": decode_video(mix_bytes), "v1": v1, "v2": v2, "blend": blend}
+    return members, decoded
+
+
+def as_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) [0, 255] -> (1, 3, T, H, W) float [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2))).float()[None] / 255
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> tuple[Path, list[dict]]:
+    root = tmp_path_factory.mktemp("shards")
+    decoded = []
+    for s in range(2):
+        with wds.TarWriter(str(root / f"shard-{s:06d}.tar")) as sink:
+            for i in (2 * s, 2 * s + 1):
+                members, dec = sample(i)
+                sink.write(members)
+                decoded.append(dec)
+    return root, decoded
+
+
+def make_run(root: Path, shards: Path, kind: str) -> Path:
+    """A run directory as the trainer writes it: config.json and one checkpoint."""
+    run = root / kind
+    run.mkdir()
+    n = "model.n_outputs=2"
+    cfg = apply_overrides(
+        tiny(), [f"model_name={kind}", n, "model.n_layers=2", f"data.shards={shards}"]
+    )
+    torch.manual_seed(0)
+    model = build_model(kind, cfg.model)
+    save_config(cfg, run / "config.json")
+    ckpt.save(ckpt.checkpoint_path(run, 3), {"step": 3, "model": model.state_dict()})
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shards) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    return {kind: make_run(root, shards[0], kind) for kind in ("c2", "c3_internal")}
+
+
+def l_pil(outputs: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor) -> float:
+    """Equation 4 by hand for n = 2: the better of the two assignments."""
+    o1, o2 = outputs[0, 0:1], outputs[0, 1:2]
+    a = video_loss(o1, v1) + video_loss(o2, v2)
+    b = video_loss(o2, v1) + video_loss(o1, v2)
+    return float(torch.minimum(a, b))
+
+
+def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
+    torch.set_num_threads(1)
+    root, decoded = shards
+    out = tmp_path / "both"
+    summary = evaluate([runs["c2"], runs["c3_internal"]], root, out, offsets_s=(0.0, 0.16))
+    report = (out / "report.md").read_text()
+    for heading in ("Table 1", "Table 2", "Figure 10", "Identity", "0.364", "(chance)"):
+        assert heading in report
+    combined = json.loads((out / "eval.json").read_text())
+    assert [m["model"] for m in combined["runs"]] == ["c2", "c3_internal"]
+    for kind in ("c2", "c3_internal"):
+        m = json.loads((out / kind / "eval.json").read_text())
+        for key in ("loss", "identity_loss", "params", "control_accuracy"):
+            assert key in m, key
+        assert set(m["loss"]) == {"transparent", "occlusion", "all"}
+        assert m["samples"] == {"transparent": 2, "occlusion": 2, "all": 4}
+        assert m["params"] == sum(p.numel() for p in load_run(runs[kind]).model.parameters())
+        assert (out / kind / "fig5.png").stat().st_size > 0
+        assert (out / kind / "fig6_transparent.png").is_file()
+        assert len(list((out / kind / "videos").glob("*.mp4"))) == 2
+        # identity baseline by hand from the decoded shards: l(V1, V) + l(V2, V)
+        for blend in ("transparent", "occlusion"):
+            values = [
+                float(video_loss(as_tensor(d["mix"]), as_tensor(d["v1"])))
+                + float(video_loss(as_tensor(d["mix"]), as_tensor(d["v2"])))
+                for d in decoded
+                if d["blend"] == blend
+            ]
+            assert m["identity_loss"][blend] == pytest.approx(np.mean(values), rel=1e-5)
+        # the model's loss: eq. 4 by hand on the same decoded sample
+        model = load_run(runs[kind]).model
+        d = decoded[0]
+        audio = None
+        if kind == "c3_internal":
+            from trainer.audio_features import log_mel
+
+            tone = (0.3 * np.sin(np.arange(N_AUDIO) * 0.02)).astype(np.float32)
+            audio = log_mel(tone, RATE, 64, 512, 160)[None]
+        with torch.no_grad():
+            outputs = model(as_tensor(d["mix"]), audio).outputs
+        expected = l_pil(outputs, as_tensor(d["v1"]), as_tensor(d["v2"]))
+        assert m["per_sample"][0]["loss"] == pytest.approx(expected, rel=1e-4)
+    c2 = json.loads((out / "c2" / "eval.json").read_text())
+    c3 = json.loads((out / "c3_internal" / "eval.json").read_text())
+    assert c2["control_chance"] is True and "fig10" not in c2 and "fig7" not in c2["figures"]
+    assert c3["control_chance"] is False and c3["fig10"]["offsets_s"] == [0.0, 0.16]
+    assert c3["fig10"]["shift_frames"] == [0, 16]
+    # offset 0 is the unshifted control signal: the same accuracy as the main pass
+    assert c3["fig10"]["control_accuracy"]["all"][0] == c3["control_accuracy"]["all"]
+    assert (out / "c3_internal" / "fig7.png").is_file() and (
+        out / "c3_internal" / "fig10.png"
+    ).is_file()
+    assert summary["reports"] == [str(out / "report.md")]
+
+
+def test_default_destination_is_run_eval(shards, runs):
+    evaluate([runs["c2"]], shards[0], max_samples=1, offsets_s=(0.0,))
+    m = json.loads((runs["c2"] / "eval" / "eval.json").read_text())
+    assert m["samples"] == {"transparent": 1, "all": 1}
+    assert (runs["c2"] / "eval" / "report.md").is_file()
+
+
+def test_control_rule_on_a_constructed_case():
+    # l(V1, O_i) per sample; t = 0.2 * (max - min)
+    to_v1 = torch.tensor([[0.10, 0.50], [0.50, 0.10], [0.30, 0.30], [0.10, 0.14]])
+    scores = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    chosen = chosen_output("internal", scores)
+    assert chosen.tolist() == [0, 0, 1, 1]
+    # 0.10 < 0.10 + 0.08: right; 0.50 >= 0.10 + 0.08: wrong; equal losses give t = 0 and the
+    # strict inequality fails: wrong; 0.14 >= 0.10 + 0.2 * 0.04 = 0.108: wrong
+    assert control_correct(to_v1, chosen).tolist() == [True, False, False, False]
+    det = chosen_output("deterministic", scores)
+    assert control_correct(to_v1, det).tolist() == [True, False, False, True]
+    a1 = torch.arange(10.0).view(1, 1, 1, 10)
+    assert shift_frames(0.03, 1000, 10) == 3
+    assert roll_audio(a1, 0.03, 1000, 10)[0, 0, 0].tolist() == [7, 8, 9, 0, 1, 2, 3, 4, 5, 6]
+
+
+def test_decompose_writes_n_layer_videos(runs, tmp_path):
+    video = tmp_path / "in.mp4"
+    make_video(video, n_frames=20, width=50, height=40, audio=True)
+    summary = decompose(runs["c3_internal"], video, tmp_path / "out", window=8, device="cpu")
+    assert summary["frames"] == 20 and summary["size"] == S
+    assert [w["frames"] for w in summary["windows"]] == [8, 8, 4]
+    assert len(summary["outputs"]) == 2
+    for path in [*summary["outputs"], summary["input"]]:
+        assert decode_video(Path(path).read_bytes()).shape == (20, S, S, 3)
+    control = summary["control"]
+    assert control["has_audio"] and len(control["per_window"]) == 3
+    assert control["overall"] in (0, 1) and all(c in (0, 1) for c in control["per_window"])
+    silent = tmp_path / "silent.mp4"
+    make_video(silent, n_frames=20, width=50, height=40)
+    summary = decompose(runs["c2"], silent, tmp_path / "c2", device="cpu")
+    assert summary["control"] is None and [w["frames"] for w in summary["windows"]] == [20]
+    assert decode_video(Path(summary["outputs"][1]).read_bytes()).shape == (20, S, S, 3)
+
+
+def test_bad_inputs_give_one_line_errors(runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from trainer.eval_cli import app
+
+    video = tmp_path / "ok.mp4"
+    make_video(video, n_frames=8, width=32, height=32)
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(FileNotFoundError, match="nope.mp4: no such file"):
+        decompose(runs["c2"], missing, tmp_path / "o")
+    text = make_not_video(tmp_path / "text.mp4", text=True)
+    with pytest.raises(ValueError, match="text.mp4: not a readable video"):
+        decompose(runs["c2"], text, tmp_path / "o")
+    empty_run = tmp_path / "empty_run"
+    empty_run.mkdir()
+    (empty_run / "config.json").write_text((runs["c2"] / "config.json").read_text())
+    with pytest.raises(ValueError, match="run has no checkpoint"):
+        decompose(empty_run, video, tmp_path / "o")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        decompose(tmp_path, video, tmp_path / "o")
+    result = CliRunner().invoke(app, ["decompose", str(runs["c2"]), str(missing), "--out", "x"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [f"error: {missing}: no such file"]
+
+
+def test_table3_scoring_rules_on_hand_made_logits():
+    logits = torch.tensor([0.1, 3.0, 2.0, -1.0])  # top-2: classes 1, 2
+    assert blended_transparent_score(logits, 1, 2) == 1.0
+    assert blended_transparent_score(logits, 2, 0) == 0.5
+    assert blended_transparent_score(logits, 0, 3) == 0.0
+    a, b = torch.tensor([0.0, 5.0, 1.0]), torch.tensor([4.0, 0.0, 1.0])  # top-1: 1 and 0
+    assert decomposed_transparent_score(a, b, 0, 1) == 1.0
+    assert decomposed_transparent_score(a, b, 1, 2) == 0.5
+    assert decomposed_transparent_score(a, a, 1, 0) == 0.5  # both outputs say 1: one label
+    assert decomposed_transparent_score(a, b, 2, 2) == 0.0
+    assert pair_score(1, 1, 1, 1) == 1.0
+    assert occlusion_score(logits, 1) == 1.0 and occlusion_score(logits, 2) == 0.0
+
+
+def test_tiny_classifier_and_table3(shards, runs, tmp_path):
+    torch.set_num_threads(1)
+    path = tmp_path / "clf.pt"
+    info = train_tiny_classifier(shards[0], path, steps=30)
+    assert info["classes"] == 2 and info["samples"] == 8
+    assert json.loads((tmp_path / "clf.labels.json").read_text()) == ["blue", "red"]
+    module = torch.jit.load(str(path))
+    assert module(torch.rand(3, 3, 8, 40, 24)).shape == (3, 2)
+    out = tmp_path / "t3"
+    evaluate([runs["c2"]], shards[0], out, max_samples=2, offsets_s=(0.0,), classifier=path)
+    m = json.loads((out / "eval.json").read_text())
+    acc, counts = m["table3"]["accuracy"], m["table3"]["counts"]
+    assert set(acc) == {"pure", "blended", m["name"]}
+    assert counts["pure"] == {"transparent": 2, "occlusion": 2}  # V1 and V2 of each sample
+    assert counts["blended"] == {"transparent": 1, "occlusion": 1}
+    assert acc["blended"]["transparent"] in (0.0, 50.0, 100.0)
+    assert "Table 3" in (out / "report.md").read_text()

@@ -1,0 +1,263 @@
+"""Decompose any video file with a trained run (the paper's graphics use case, section 4.3).
+
+What we chose (the paper shows real-video results, Figures 8-9, without the procedure):
+
+* Geometry. Frames are resampled to the model's fps (the run's training shards, 25 fps by
+  default) with ``blendkit.decode.VideoDecoder`` (any codec, length, frame rate), the shorter
+  side is resized to the model's input size S (the shards' crop, 128 by default) and the
+  centre S x S square is kept: one crop for every frame, so the layers stay consistent over
+  time. Tiling the long side would cover the whole frame but would need the output slots of
+  separately decomposed tiles to be matched, which the uncontrolled models do not guarantee.
+* Windows. The video is processed in consecutive windows of ``window`` frames (64, the clip
+  length of the paper); the last, shorter window is padded by repeating its last frame and the
+  padding is dropped from the outputs. The outputs of the n slots are written as
+  ``layer_1.mp4`` ... ``layer_n.mp4`` (H.264, yuv420p, the model's fps, exactly as many
+  frames as the input has at that fps), plus the cropped input as ``input.mp4``.
+* Slot order. An uncontrolled model may put a layer in a different slot in the next window, so
+  each window's outputs are permuted to best match (the paper's l, Hungarian/exhaustive
+  matching) the previous window's last frame; C3 with deterministic control keeps its order.
+* Audio control (C3). With a soundtrack, each window's audio (resampled to the shards' rate,
+  zero-padded with the frames) is the control signal, and the selected output is O_1
+  (deterministic) or O_argmin s (internal), per window and overall (the slot chosen for the
+  most frames). Without a soundtrack the control is silence and no selection is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from torch import Tensor
+
+from blendkit.decode import DecodeError, VideoDecoder, probe
+from trainer.audio_features import log_mel
+from trainer.data import DataConfig
+from trainer.data.sample import video_tensor
+from trainer.eval.run import Geometry, control_kind, load_run, shard_geometry
+from trainer.losses import pit_from_cost, video_loss
+from trainer.models import resolve_config
+
+DEFAULT_WINDOW = 64
+
+
+class Mp4Writer:
+    """Streams (T, H, W, 3) uint8 RGB chunks into one H.264 mp4 (yuv420p: plays anywhere)."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int, crf: int = 18) -> None:
+        self.container = av.open(str(path), "w")
+        self.stream = self.container.add_stream(
+            "libx264", rate=Fraction(fps).limit_denominator(1001)
+        )
+        self.stream.width, self.stream.height = width, height
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": str(crf)}
+        self.frames = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        for image in frames:
+            self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")))
+            self.frames += 1
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+
+
+def centre_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) with min(H, W) == size -> the centre (T, size, size, 3)."""
+    h, w = frames.shape[1:3]
+    top, left = (h - size) // 2, (w - size) // 2
+    return frames[:, top : top + size, left : left + size]
+
+
+def _frame_count(duration_s: float, fps: float) -> int:
+    return max(0, math.floor(duration_s * fps + 1e-6))
+
+
+def _read_frames(dec: VideoDecoder, start: int, n: int, fps: float, size: int) -> np.ndarray:
+    """Frames [start, start + n) at ``fps``; a stream shorter than its probed duration loses
+    its last frames (the count is re-tried down to what decodes)."""
+    while n > 0:
+        try:
+            return centre_crop(dec.frames(start / fps, n, fps, short_side=size), size)
+        except DecodeError as e:
+            if not str(e).startswith("truncated"):
+                raise
+            n -= 1
+    return np.zeros((0, size, size, 3), np.uint8)
+
+
+def _pad_time(video: Tensor, length: int) -> Tensor:
+    """(1, 3, T, H, W) -> (1, 3, length, H, W) repeating the last frame."""
+    missing = length - video.shape[2]
+    if missing <= 0:
+        return video
+    return torch.cat([video, video[:, :, -1:].expand(-1, -1, missing, -1, -1)], dim=2)
+
+
+def _align(prev_last: Tensor | None, outputs: Tensor) -> Tensor:
+    """Permutation of this window's slots that best continues the previous window: (n,) long.
+
+    prev_last: (n, 3, 1, H, W) last output frames of the previous window; outputs (n, 3, T, H, W).
+    """
+    n = outputs.shape[0]
+    if prev_last is None:
+        return torch.arange(n)
+    first = outputs[:, :, :1]  # (n, 3, 1, H, W)
+    cost = video_loss(first.unsqueeze(1), prev_last.unsqueeze(0))  # (n_cur, n_prev)
+    _, assignment = pit_from_cost(cost.unsqueeze(0))  # (1, n_prev): current slot per previous slot
+    return assignment[0].cpu()
+
+
+def _to_uint8(video: Tensor) -> np.ndarray:
+    """(3, T, H, W) float [0, 1] -> (T, H, W, 3) uint8."""
+    return (video.clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0).cpu().numpy()
+
+
+def _open_video(video_path: Path) -> Any:
+    if not video_path.exists():
+        raise FileNotFoundError(f"{video_path}: no such file")
+    if not video_path.is_file():
+        raise ValueError(f"{video_path}: not a file")
+    try:
+        info = probe(video_path)
+    except DecodeError as e:
+        raise ValueError(f"{video_path}: not a readable video ({e})") from None
+    if info.duration_s <= 0 or info.width <= 0:
+        raise ValueError(f"{video_path}: not a readable video (no video frames)")
+    return info
+
+
+@torch.no_grad()
+def decompose(
+    run: str | Path,
+    video_path: str | Path,
+    out_dir: str | Path,
+    *,
+    window: int = DEFAULT_WINDOW,
+    size: int | None = None,
+    fps: float | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Write the n output layers of ``video_path`` as mp4s into ``out_dir``; returns a summary.
+
+    Summary keys: video, run, model, frames, fps, size, window, outputs (paths), input (path),
+    windows ([{start, frames, chosen}]), control ({has_audio, per_window, overall} for C3,
+    else None). ``decompose.json`` in ``out_dir`` holds the same. Raises ``FileNotFoundError``
+    (no such video or run) or ``ValueError`` (not a video, run without a checkpoint, bad
+    window/size) with a one-line message.
+    """
+    video_path = Path(video_path)
+    info = _open_video(video_path)
+    loaded = load_run(run, device)
+    geometry = shard_geometry(loaded.cfg.data.shards)
+    size = size or geometry.size
+    fps = fps or geometry.fps
+    if size % 32 or window % 8 or window < 8:
+        raise ValueError(f"size must be a multiple of 32 and window of 8, got {size}, {window}")
+    kind, data = loaded.kind, loaded.cfg.data
+    control = control_kind(kind)
+    use_audio = bool(resolve_config(kind, loaded.cfg.model).audio)
+    total = _frame_count(info.duration_s, fps)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n = loaded.cfg.model.n_outputs
+    writers = [Mp4Writer(out / f"layer_{i + 1}.mp4", fps, size, size) for i in range(n)]
+    source = Mp4Writer(out / "input.mp4", fps, size, size)
+    windows: list[dict[str, Any]] = []
+    prev_last: Tensor | None = None
+    written = 0
+    try:
+        with VideoDecoder(video_path) as dec:
+            for start in range(0, total, window):
+                frames = _read_frames(dec, start, min(window, total - start), fps, size)
+                t = frames.shape[0]
+                if t == 0:
+                    break
+                clip = _pad_time(video_tensor(frames).unsqueeze(0), window).to(loaded.device)
+                audio = None
+                if use_audio:
+                    audio = _window_audio(
+                        dec, info.has_audio, start, t, window, fps, geometry, data
+                    )
+                    audio = audio.unsqueeze(0).to(loaded.device)  # (1, 1, n_mels, frames)
+                result = loaded.model(clip, audio)
+                outputs = result.outputs[0, :, :, :t].float()  # (n, 3, t, S, S)
+                order = _align(prev_last, outputs) if kind != "c3_det" else torch.arange(n)
+                outputs = outputs[order.to(outputs.device)]
+                prev_last = outputs[:, :, -1:]
+                chosen = None
+                if control != "none" and info.has_audio:
+                    slot = 0 if control == "deterministic" else int(result.scores[0].argmin())
+                    chosen = int((order == slot).nonzero()[0, 0])  # slot after the re-ordering
+                windows.append({"start": start, "frames": t, "chosen": chosen})
+                for i, writer in enumerate(writers):
+                    writer.write(_to_uint8(outputs[i]))
+                source.write(frames)
+                written += t
+    finally:
+        for writer in (*writers, source):
+            writer.close()
+    if written == 0:
+        raise ValueError(f"{video_path}: no frame decodes at {fps:g} fps")
+    summary = {
+        "video": str(video_path),
+        "run": str(loaded.path),
+        "model": kind,
+        "frames": written,
+        "fps": fps,
+        "size": size,
+        "window": window,
+        "outputs": [str(out / f"layer_{i + 1}.mp4") for i in range(n)],
+        "input": str(out / "input.mp4"),
+        "windows": windows,
+        "control": _control_summary(control, info.has_audio, windows),
+    }
+    (out / "decompose.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _window_audio(
+    dec: VideoDecoder,
+    has_audio: bool,
+    start: int,
+    t: int,
+    window: int,
+    fps: float,
+    geometry: Geometry,
+    data: DataConfig,
+) -> Tensor:
+    """Log-mel (1, n_mels, frames) of the window's audio, zero-padded to ``window`` frames."""
+    n_samples = round(window / fps * geometry.audio_rate)
+    samples = np.zeros(n_samples, np.float32)
+    if has_audio:
+        try:
+            got = dec.audio(start / fps, t / fps, geometry.audio_rate)
+        except DecodeError:
+            got = np.zeros(0, np.float32)  # the soundtrack ends before this window
+        samples[: min(len(got), n_samples)] = got[:n_samples]
+    return log_mel(samples, geometry.audio_rate, data.n_mels, data.n_fft, data.hop_length)
+
+
+def _control_summary(control: str, has_audio: bool, windows: list[dict]) -> dict | None:
+    if control == "none":
+        return None
+    per_window = [w["chosen"] for w in windows]
+    votes: Counter[int] = Counter()
+    for w in windows:
+        if w["chosen"] is not None:
+            votes[w["chosen"]] += w["frames"]
+    overall = votes.most_common(1)[0][0] if votes else None
+    return {
+        "has_audio": has_audio,
+        "rule": "O_1" if control == "deterministic" else "argmin_i s_i",
+        "per_window": per_window,
+        "overall": overall,  # 0-based slot: layer_{overall + 1}.mp4
+    }
