@@ -12,11 +12,12 @@ WORKERS ?= 2
 CONFIG ?= tiny
 MODEL ?= c2
 SHARDS ?= $(DEMO_SHARDS)/train
+ARGS ?=
 RUN ?= runs/$(MODEL)-$(CONFIG)
 STEPS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo demo-shards bench params train
+.PHONY: help install test lint demo demo-shards bench params train eval
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
@@ -47,6 +48,13 @@ demo-shards: install ## demo data -> train/validate shards -> inspect --verify -
 	$(BIN)/blendkit inspect $(DEMO_SHARDS)/train --verify --render $(DEMO_SHARDS)/train/contact_sheet.png
 
 demo: demo-shards ## the main job end to end on the built-in demo data
+
+train: install ## train: make train CONFIG=tiny SHARDS=DIR RUN=DIR [MODEL=c2] [STEPS=N] [ARGS="k=v ..."]
+	$(BIN)/blendkit-train train --config $(CONFIG) --shards $(SHARDS) --run $(RUN) --model $(MODEL) \
+		$(if $(STEPS),--steps $(STEPS)) $(ARGS)
+
+eval: install ## evaluate: make eval RUN="DIR [DIR...]" SHARDS=DIR -> RUN/eval/report.md
+	$(BIN)/blendkit-eval eval $(RUN) --shards $(SHARDS) $(ARGS)
 
 params: install ## parameter counts at paper size next to Table 1
 	$(BIN)/python -m trainer.params

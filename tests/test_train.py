@@ -1,0 +1,353 @@
+"""trainer.train / objective / checkpoint: one CPU step per model kind, exact resume, DDP on gloo.
+
+Tiny shapes throughout: T=8 frames of 32x32, width 1/16 networks, 16 mel bands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+import webdataset as wds
+
+from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video
+from trainer import checkpoint as ckpt
+from trainer.config import ConfigError, TrainConfig, apply_overrides, tiny
+from trainer.losses import video_loss
+from trainer.metrics import identity_loss
+from trainer.models import MODEL_NAMES, ModelOutput, build_model
+from trainer.objective import compute_loss, model_inputs
+from trainer.train import make_optimizer, params_digest, prepare, train
+
+torch.set_num_threads(1)
+
+T, S, N_MELS, FRAMES = 8, 32, 16, 16
+
+
+def synthetic_batches(n: int, batch: int, seed: int) -> list[dict]:
+    """``n`` batches of transparent blends of random smooth clips, with random log-mels."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        base = torch.rand(2 * batch, 3, T, S // 4, S // 4, generator=g)
+        clips = torch.nn.functional.interpolate(base, size=(T, S, S), mode="trilinear")
+        v1, v2 = clips[:batch], clips[batch:]
+        out.append(
+            {
+                "mix": 0.5 * v1 + 0.5 * v2,
+                "v1": v1,
+                "v2": v2,
+                "alpha": torch.full((batch, 1, T, S, S), 0.5),
+                "a1": torch.randn(batch, 1, N_MELS, FRAMES, generator=g),
+                "a2": torch.randn(batch, 1, N_MELS, FRAMES, generator=g),
+                "has_a1": torch.ones(batch, dtype=torch.bool),
+                "has_a2": torch.ones(batch, dtype=torch.bool),
+                "blend": ["transparent"] * batch,
+                "key": [f"{i:09d}" for i in range(batch)],
+            }
+        )
+    return out
+
+
+def small_cfg(run: Path, kind: str = "c2", *overrides: str) -> TrainConfig:
+    base = [
+        f"model_name={kind}",
+        f"run_dir={run}",
+        "model.width=0.0625",
+        f"model.n_mels={N_MELS}",
+        f"data.n_mels={N_MELS}",
+        "progress=false",
+        "log_every=1",
+        "video_every=1",
+        "device=cpu",
+        "frame_stride=1",
+        "pixel_pool=1",
+    ]
+    return apply_overrides(tiny(), [*base, *overrides])
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# ----------------------------------------------------------------------------- objective
+
+
+def test_objective_terms_are_the_papers_equations():
+    (batch,) = synthetic_batches(1, 2, seed=3)
+    v1, v2 = batch["v1"], batch["v2"]
+    swapped = torch.stack([v2, v1], dim=1)  # (B, 2, 3, T, H, W): perfect, in the other order
+    l12 = video_loss(v1, v2).mean()  # l(V1, V2) > 0
+
+    loss, terms = compute_loss("c2", batch, ModelOutput(swapped))
+    assert loss.item() == 0.0 and set(terms) == {"loss", "pil"}  # eq. 4 is order free
+
+    loss, terms = compute_loss("c3_det", batch, ModelOutput(swapped))  # eq. 5 is not
+    torch.testing.assert_close(loss, 2 * l12)
+    assert terms["control_acc"].item() == 0.0  # O_1 holds V2, not V1
+
+    scores = torch.stack([video_loss(v2, v1), torch.zeros(2)], dim=1)  # exact l(V1, O_i)
+    loss, terms = compute_loss("c3_internal", batch, ModelOutput(swapped, scores=scores))
+    assert loss.item() == 0.0 and terms["reg"].item() == 0.0  # eq. 4 + eq. 6
+    assert terms["control_acc"].item() == 1.0  # argmin s points at O_2 = V1
+
+    loss, terms = compute_loss("c3_internal", batch, ModelOutput(swapped, scores=scores + 0.25))
+    torch.testing.assert_close(terms["reg"], torch.tensor(0.5))  # sum over n = 2 of |0.25|
+
+    pred = torch.stack([batch["mix"], batch["mix"]], dim=1)  # identity predictor
+    loss, terms = compute_loss("centrifuge_pc", batch, ModelOutput(swapped, predictor=pred))
+    torch.testing.assert_close(loss, identity_loss(batch["mix"], v1, v2).mean())
+    assert terms["pil"].item() == 0.0
+
+    assert model_inputs("c2", batch)[1] is None
+    assert model_inputs("c3_det", batch)[1] is batch["a1"]
+
+
+def test_prepare_subsamples_frames_and_pools_pixels():
+    video = torch.arange(2 * 3 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4, 4)
+    batch = {"mix": video, "v1": video + 1, "a1": torch.ones(2, 1, 8, 5), "key": ["a", "b"]}
+    out = prepare(batch, torch.device("cpu"), frame_stride=2, pixel_pool=2, channels_last=False)
+    assert out["mix"].shape == (2, 3, 2, 2, 2) and out["key"] == ["a", "b"]
+    # frame 2 of channel 0 of sample 0: values 32..47; its top-left 2x2 block is 32, 33, 36, 37
+    assert out["mix"][0, 0, 1, 0, 0].item() == (32 + 33 + 36 + 37) / 4
+    torch.testing.assert_close(out["v1"], out["mix"] + 1, rtol=0, atol=0)
+    assert torch.equal(out["a1"], batch["a1"])  # audio untouched
+
+
+# ----------------------------------------------------------------------------- one step per kind
+
+EXPECTED_TERMS = {
+    "centrifuge": {"pil"},
+    "centrifuge_pc": {"pil", "pil_predictor"},
+    "c2_nomask": {"pil"},
+    "c2": {"pil"},
+    "c3_det": {"det", "control_acc"},
+    "c3_internal": {"pil", "reg", "control_acc"},
+}
+
+
+@pytest.mark.parametrize("kind", MODEL_NAMES)
+def test_one_cpu_step_per_model_kind(tmp_path, kind):
+    cfg = small_cfg(tmp_path / kind, kind, "optim.batch=8", "optim.steps=1")
+    torch.manual_seed(cfg.seed)
+    initial = params_digest(build_model(kind, cfg.model))
+    summary = train(cfg, batches=synthetic_batches(1, 8, seed=0))
+    (row,) = metrics(tmp_path / kind)
+    assert set(row) == {"step", "lr", "loss", "identity"} | EXPECTED_TERMS[kind]
+    assert math.isfinite(summary["final_loss"]) and summary["final_loss"] == row["loss"]
+    assert summary["steps"] == 1 and summary["params_sha256"] != initial
+    parts = sum(row[k] for k in EXPECTED_TERMS[kind] if k != "control_acc")
+    assert row["loss"] == pytest.approx(parts, rel=1e-6)
+    assert ckpt.latest(tmp_path / kind) == ckpt.checkpoint_path(tmp_path / kind, 1)
+    assert list((tmp_path / kind / "tb").glob("events.out.tfevents.*"))
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupted_after(batches: list[dict], n: int):
+    yield from batches[:n]
+    raise Interrupted(f"killed after {n} batches")
+
+
+def test_resume_continues_the_exact_same_run(tmp_path):
+    # Paper optimiser (SGD + momentum, a milestone inside the run), 2 accumulation micro-steps.
+    opts = ["optim.name=sgd", "optim.lr=0.05", "optim.milestones=2,5", "optim.batch=4"]
+    opts += ["optim.grad_accum=2", "optim.steps=6", "ckpt_every=3"]
+    data = synthetic_batches(12, 2, seed=1)
+    full = train(small_cfg(tmp_path / "full", "c2", *opts), batches=data)
+
+    cfg = small_cfg(tmp_path / "cut", "c2", *opts)
+    with pytest.raises(Interrupted):
+        train(cfg, batches=interrupted_after(data, 7))  # dies in step 4, checkpoint at 3
+    assert [r["step"] for r in metrics(tmp_path / "cut")] == [1, 2, 3]
+    resumed = train(cfg, batches=data)
+
+    assert resumed["start_step"] == 3 and resumed["steps"] == 6
+    full_rows, cut_rows = metrics(tmp_path / "full"), metrics(tmp_path / "cut")
+    lrs = [r["lr"] for r in full_rows]
+    assert lrs == pytest.approx([0.05, 0.05, 0.005, 0.005, 0.005, 0.0005], rel=1e-12)
+    curve = torch.tensor([[r["loss"], r["pil"]] for r in full_rows], dtype=torch.float64)
+    cut = torch.tensor([[r["loss"], r["pil"]] for r in cut_rows], dtype=torch.float64)
+    torch.testing.assert_close(cut, curve, rtol=0, atol=0)
+    assert full_rows == cut_rows
+    assert resumed["params_sha256"] == full["params_sha256"]
+
+    with pytest.raises(ConfigError, match="different config \\(optim.lr\\)"):
+        train(small_cfg(tmp_path / "cut", "c2", *opts, "optim.lr=0.1"), batches=data)
+
+
+def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
+    data = synthetic_batches(2, 2, seed=4)
+    runs = {}
+    for flag in ("false", "true"):
+        cfg = small_cfg(tmp_path / flag, "c2", "optim.batch=2", "optim.steps=2")
+        runs[flag] = train(apply_overrides(cfg, [f"activation_checkpointing={flag}"]), batches=data)
+    assert metrics(tmp_path / "true") == metrics(tmp_path / "false")
+    assert runs["true"]["params_sha256"] == runs["false"]["params_sha256"]
+    with_ckpt, without = (ckpt.load(ckpt.latest(tmp_path / f))["model"] for f in ("true", "false"))
+    torch.testing.assert_close(with_ckpt, without, rtol=0, atol=0)  # BN stats updated once
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("disk full")
+
+
+def test_checkpoint_save_load_round_trip(tmp_path):
+    cfg = small_cfg(tmp_path, "c2", "optim.name=sgd")
+    torch.manual_seed(0)
+    model = build_model("c2", cfg.model)
+    optimizer = make_optimizer(cfg.optim, model)
+    (batch,) = synthetic_batches(1, 2, seed=0)
+    compute_loss("c2", batch, model(batch["mix"]))[0].backward()
+    optimizer.step()  # momentum buffers exist now
+    payload = {
+        "step": 7,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": [ckpt.rng_state()],
+    }
+    for step in (3, 7, 5):
+        ckpt.save(ckpt.checkpoint_path(tmp_path, step), payload | {"step": step})
+    expected_draws = (np.random.rand(3), torch.rand(3))
+
+    path = ckpt.latest(tmp_path)
+    assert path == ckpt.checkpoint_path(tmp_path, 7)
+    state = ckpt.load(path)
+    ckpt.set_rng_state(state["rng"][0])
+    torch.testing.assert_close((np.random.rand(3), torch.rand(3)), expected_draws, rtol=0, atol=0)
+
+    torch.manual_seed(1)
+    fresh = build_model("c2", cfg.model)
+    fresh_opt = make_optimizer(cfg.optim, fresh)
+    fresh.load_state_dict(state["model"])
+    fresh_opt.load_state_dict(state["optimizer"])
+    torch.testing.assert_close(fresh.state_dict(), model.state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(
+        fresh_opt.state_dict()["state"], optimizer.state_dict()["state"], rtol=0, atol=0
+    )
+
+    assert ckpt.prune(tmp_path, keep=2) == [ckpt.checkpoint_path(tmp_path, 3)]
+    with pytest.raises(RuntimeError, match="disk full"):  # nothing half-written remains
+        ckpt.save(ckpt.checkpoint_path(tmp_path, 9), {"step": 9, "bad": Unpicklable()})
+    names = sorted(p.name for p in (tmp_path / ckpt.CHECKPOINT_DIR).iterdir())
+    assert names == ["step-000000005.pt", "step-000000007.pt"]
+
+
+# ----------------------------------------------------------------------------- DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, port: int, run: str, out: str) -> None:
+    import os
+
+    torch.set_num_threads(1)
+    os.environ |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    cfg = small_cfg(Path(run), "c2", "optim.batch=4", "optim.steps=2")
+    summary = train(cfg, batches=synthetic_batches(2, 2, seed=10 + rank))  # rank's own data
+    Path(out, f"rank{rank}.json").write_text(json.dumps(summary))
+
+
+def test_ddp_two_ranks_on_gloo_end_with_identical_weights(tmp_path):
+    run = tmp_path / "run"
+    args = (_free_port(), str(run), str(tmp_path))
+    # fork: the children inherit the imported modules (torch.optim alone imports for seconds)
+    mp.start_processes(_ddp_worker, args=args, nprocs=2, join=True, start_method="fork")
+    s0, s1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert s0["params_sha256"] == s1["params_sha256"]
+    assert s0["final_loss"] == s1["final_loss"]  # logged terms are averaged over ranks
+    state = ckpt.load(ckpt.latest(run))
+    assert len(state["rng"]) == 2 and state["data"]["batches"] == 2
+    cfg = small_cfg(run, "c2")
+    model = build_model("c2", cfg.model)
+    model.load_state_dict(state["model"])
+    assert params_digest(model) == s0["params_sha256"]
+    assert json.loads((run / "config.json").read_text())["data"]["batch_size"] == 2  # 4 / 2 ranks
+    assert [r["step"] for r in metrics(run)] == [1, 2]
+
+
+# ----------------------------------------------------------------------------- real shards
+
+RATE, FPS = 16000, 25.0
+
+
+def _shard_sample(index: int, rng: np.random.Generator) -> dict[str, bytes]:
+    base = rng.integers(0, 256, (2, T, S // 8, S // 8, 3)).astype(np.uint8)
+    clips = base.repeat(8, axis=2).repeat(8, axis=3)  # blocky clips survive H.264 well
+    v1_bytes, v2_bytes = (encode_video(c, FPS, 10, preset="ultrafast") for c in clips)
+    v1, v2 = (decode_video(b).astype(np.float32) for b in (v1_bytes, v2_bytes))
+    mix = np.round(0.5 * v1 + 0.5 * v2).astype(np.uint8)
+    n_audio = round(T / FPS * RATE)
+    tone = (0.3 * np.sin(np.arange(n_audio) * 0.01 * (index + 1))).astype(np.float32)
+    meta = {"key": f"{index:09d}", "index": index, "blend": "transparent", "fps": FPS}
+    meta |= {"frames": T, "height": S, "width": S, "audio_rate": RATE, "audio_samples": n_audio}
+    return {
+        "__key__": f"{index:09d}",
+        "json": json.dumps(meta).encode(),
+        "mix.mp4": encode_video(mix, FPS, 4, preset="ultrafast"),
+        "v1.mp4": v1_bytes,
+        "v2.mp4": v2_bytes,
+        "alpha.npz": encode_alpha(np.full((T, S, S), 0.5, np.float32)),
+        "a1.flac": encode_audio(tone, RATE, codec="flac"),
+    }
+
+
+def test_train_from_shards_through_make_loader(tmp_path):
+    from trainer.data import make_loader
+
+    rng = np.random.default_rng(0)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(2):
+        with wds.TarWriter(str(shards / f"shard-{s:06d}.tar")) as sink:
+            for i in range(3):
+                sink.write(_shard_sample(3 * s + i, rng))
+    opts = [f"data.shards={shards}", f"val_shards={shards}", "val_batches=1", "data.workers=0"]
+    opts += ["data.shuffle_buffer=4", "optim.batch=2", "eval_every=2", "ckpt_every=2"]
+    full = train(small_cfg(tmp_path / "full", "c3_internal", *opts, "optim.steps=4"))
+    # the same run in two calls: 2 steps, then extended to 4 (optim.steps may change on resume)
+    train(small_cfg(tmp_path / "split", "c3_internal", *opts, "optim.steps=2"))
+    split = train(small_cfg(tmp_path / "split", "c3_internal", *opts, "optim.steps=4"))
+
+    assert full["steps"] == split["steps"] == 4 and split["start_step"] == 2
+    assert math.isfinite(full["final_loss"])
+    assert metrics(tmp_path / "full") == metrics(tmp_path / "split")  # exact, through the loader
+    assert full["params_sha256"] == split["params_sha256"]
+
+    val_cfg = dataclasses.replace(full_cfg_data(shards), batch_size=2)
+    first = next(iter(make_loader(val_cfg)))
+    expected = identity_loss(first["mix"], first["v1"], first["v2"]).mean().item()
+    assert full["val"]["identity"] == pytest.approx(expected, rel=1e-6)
+    assert first["a1"].shape == (2, 1, N_MELS, 5120 // 160 + 1) and bool(first["has_a1"].all())
+    rows = [json.loads(x) for x in (tmp_path / "full" / "val.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+
+
+def full_cfg_data(shards: Path):
+    """The validation stream the trainer reads: one pass, in order."""
+    from trainer.data import DataConfig
+
+    return DataConfig(
+        shards=str(shards), n_mels=N_MELS, workers=0, resampled=False, shuffle_buffer=0
+    )

@@ -1,0 +1,110 @@
+"""Atomic training checkpoints and random-number-generator state capture.
+
+A checkpoint is one ``torch.save`` file ``RUN/checkpoints/step-%09d.pt`` holding a plain dict
+(what goes in it is the trainer's business: model, optimizer, scheduler, step, RNG states, data
+stream position, config). ``save`` writes to a temporary file in the same directory and
+``os.replace``s it into place, so a crash never leaves a truncated checkpoint under the final
+name and ``latest`` only ever sees complete files.
+
+RNG states are stored as tensors and plain Python values so that the file loads with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step-(\d{9})\.pt$")
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """``RUN/checkpoints/step-000000123.pt``."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:09d}.pt"
+
+
+def save(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically (temp file in the same directory, fsync, ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by ``save`` (tensors and plain values only)."""
+    return torch.load(Path(path), map_location=map_location, weights_only=True)
+
+
+def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """All complete checkpoints of a run as (step, path), oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def latest(run_dir: str | Path) -> Path | None:
+    """The checkpoint with the highest step, or None when the run has none."""
+    found = checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def prune(run_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest checkpoints; returns the deleted paths."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    old = [p for _, p in checkpoints(run_dir)[:-keep]]
+    for p in old:
+        p.unlink(missing_ok=True)
+    return old
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and (when present) current CUDA device generator states."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generators captured by ``rng_state``."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())

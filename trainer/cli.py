@@ -1,0 +1,99 @@
+"""``blendkit-train``: parse options, call ``trainer.train.train``, print its summary.
+
+    blendkit-train train --config tiny --shards shards/demo --run runs/tiny
+    blendkit-train train --config paper --shards /data/train --model c3_internal \\
+        model.n_outputs=4 optim.grad_accum=4 val_shards=/data/val
+    torchrun --nproc-per-node 8 -m trainer.cli train --config paper --shards /data/train
+    blendkit-train config --config tiny optim.lr=0.01      # print the resolved config
+
+Options are shorthands for config keys (``--shards`` is ``data.shards``, ``--run`` is
+``run_dir``, ``--model`` is ``model_name``, ``--steps`` is ``optim.steps``); trailing
+``key=value`` arguments override any key and win over the shorthands. Bad input exits with
+code 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import typer
+
+from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, load_config, to_dict
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
+
+
+def _resolve(
+    config: str,
+    shards: str | None,
+    run: str | None,
+    model: str | None,
+    steps: int | None,
+    overrides: list[str] | None,
+) -> TrainConfig:
+    shorthands = {"data.shards": shards, "run_dir": run, "model_name": model, "optim.steps": steps}
+    items = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
+    return load_config(config, items + list(overrides or []))
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+CONFIG = typer.Option("tiny", "--config", "-c", help="preset (tiny, paper) or a JSON file")
+SHARDS = typer.Option(None, "--shards", help="training shards: directory, brace pattern or list")
+RUN = typer.Option(None, "--run", help="run directory (rerun the same one to resume)")
+MODEL = typer.Option(None, "--model", help=f"one of {', '.join(MODEL_KINDS)}")
+STEPS = typer.Option(None, "--steps", help="optimiser steps in total")
+OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. optim.lr=0.1 model.n_outputs=2")
+
+
+@app.command()
+def train(
+    config: str = CONFIG,
+    shards: str = SHARDS,
+    run: str = RUN,
+    model: str = MODEL,
+    steps: int = STEPS,
+    overrides: list[str] = OVERRIDES,
+) -> None:
+    """Train (or resume) a run and print its summary as JSON."""
+    try:
+        cfg = _resolve(config, shards, run, model, steps, overrides)
+        if not cfg.data.shards:
+            raise ConfigError("no training shards: pass --shards or data.shards=...")
+    except ConfigError as e:
+        _fail(str(e))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from trainer.train import train as run_training  # heavy imports only when training
+
+    try:
+        summary = run_training(cfg)
+    except (ConfigError, FileNotFoundError) as e:
+        _fail(str(e))
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("config")
+def show_config(
+    config: str = CONFIG,
+    shards: str = SHARDS,
+    run: str = RUN,
+    model: str = MODEL,
+    steps: int = STEPS,
+    overrides: list[str] = OVERRIDES,
+) -> None:
+    """Print the resolved config as JSON (what ``train`` would save as RUN/config.json)."""
+    try:
+        cfg = _resolve(config, shards, run, model, steps, overrides)
+    except ConfigError as e:
+        _fail(str(e))
+    typer.echo(json.dumps(to_dict(cfg), indent=2))
+
+
+if __name__ == "__main__":
+    app()
