@@ -9,52 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from blendkit.superpixels import SuperpixelConfig
+from blendkit.typed_config import ConfigError, from_dict
 
-
-class ConfigError(ValueError):
-    """A configuration key or value is not acceptable."""
-
-
-def _check_type(name: str, value: Any, annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            if arg is type(None) and value is None:
-                return None
-            if arg is not type(None):
-                try:
-                    return _check_type(name, value, arg)
-                except ConfigError:
-                    pass
-        raise ConfigError(f"{name}: {value!r} is not a {annotation}")
-    if dataclasses.is_dataclass(annotation):
-        if isinstance(value, annotation):
-            return value
-        if isinstance(value, dict):
-            return from_dict(annotation, value, prefix=f"{name}.")
-        raise ConfigError(f"{name}: expected a mapping, got {value!r}")
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation in (int, float, str, bool) and type(value) is not annotation:
-        raise ConfigError(f"{name}: {value!r} is not a {annotation.__name__}")
-    return value
-
-
-def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
-    return cls(**{k: _check_type(prefix + k, v, hints[k]) for k, v in data.items()})
+__all__ = ["ConfigError", "ShardConfig", "from_dict"]
 
 
 @dataclass(frozen=True)

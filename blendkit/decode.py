@@ -175,7 +175,12 @@ class VideoDecoder:
             return (frame, k)
         rgb = self._reformatter.reformat(  # threads=1: PyAV's default (auto) slices the
             # conversion across threads and its output then varies from run to run
-            frame, out_w, out_h, "rgb24", interpolation=Interpolation.AREA, threads=1
+            frame,
+            out_w,
+            out_h,
+            "rgb24",
+            interpolation=Interpolation.AREA,
+            threads=1,
         )
         out[k] = rgb.to_ndarray()  # a strided view of the plane: one copy into `out`
         return (frame, k)

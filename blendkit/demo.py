@@ -1,7 +1,9 @@
 """A small synthetic dataset in the exact Kinetics-600 layout, for ``make demo`` and tests.
 
 Seven classes, each a moving object whose sound is driven by its own motion, so the audio of a clip
-tells which of two blended videos it belongs to (what C3's audio control must learn):
+tells which of two blended videos it belongs to (what C3's audio control must learn). Behind the
+object, every class has its own drifting oriented texture (``Texture``), so the layers of a blend
+are separable by orientation and motion, as real layers are by their structure:
 
 ============== ================================= =========================================
 class          motion                            sound
@@ -63,10 +65,26 @@ class DemoConfig:
     seed: int = 0
 
 
-def _background(rng: np.random.Generator) -> np.ndarray:
-    """A smooth random colour field, different for every video."""
-    small = rng.integers(30, 200, (3, 4, 3)).astype(np.uint8)
-    return cv2.resize(small, (WIDTH, HEIGHT), interpolation=cv2.INTER_CUBIC)
+class Texture:
+    """A drifting oriented grating between two random colours, with the class's own orientation,
+    spatial frequency and drift. In a blend, the two videos' textures differ in orientation and
+    motion, which is what makes the layers separable (smooth random fields summed are not: any
+    smooth split of their sum explains it equally well)."""
+
+    def __init__(self, label: str, rng: np.random.Generator):
+        c = CLASSES.index(label)
+        theta = np.pi * c / len(CLASSES) + rng.uniform(-0.1, 0.1)
+        freq = (0.04 + 0.012 * (c % 4)) * rng.uniform(0.9, 1.1)  # cycles per pixel
+        y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+        self.phase0 = 2 * np.pi * freq * (x * np.cos(theta) + y * np.sin(theta))
+        self.speed = (0.15 + 0.05 * c) * rng.choice([-1.0, 1.0])  # radians per frame
+        self.a = rng.integers(20, 236, 3).astype(np.float32)
+        self.b = rng.integers(20, 236, 3).astype(np.float32)
+        self.offset = rng.uniform(0, 2 * np.pi)
+
+    def frame(self, k: int) -> np.ndarray:
+        g = 0.5 + 0.5 * np.cos(self.phase0 + self.offset + self.speed * k)
+        return (g[..., None] * self.a + (1 - g[..., None]) * self.b).astype(np.uint8)
 
 
 def _tone(t: np.ndarray, freq) -> np.ndarray:
@@ -76,7 +94,7 @@ def _tone(t: np.ndarray, freq) -> np.ndarray:
 def render(label: str, seconds: float, fps: float, rng: np.random.Generator):
     """Frames (N, H, W, 3) uint8 and audio (samples,) float32 of one video of class ``label``."""
     n = int(round(seconds * fps))
-    bg = _background(rng)
+    texture = Texture(label, rng)
     colour = tuple(int(c) for c in rng.integers(0, 256, 3))
     rate = rng.uniform(0.6, 1.4)  # motion speed, shared by picture and sound
     phase = rng.uniform(0, 1)
@@ -86,7 +104,7 @@ def render(label: str, seconds: float, fps: float, rng: np.random.Generator):
     drops = rng.uniform(0, WIDTH, 12), rng.uniform(0, 1, 12)
     frames = np.empty((n, HEIGHT, WIDTH, 3), np.uint8)
     for k in range(n):
-        img = bg.copy()
+        img = texture.frame(k)
         c = rate * k / fps + phase
         x = c % 1.0
         if label == "bouncing_ball":

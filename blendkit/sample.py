@@ -19,7 +19,7 @@ from blendkit.blend import blend, occlusion_alpha, transparent_alpha
 from blendkit.config import ShardConfig
 from blendkit.decode import DecodeError, ProbeInfo, VideoDecoder
 from blendkit.kinetics import Skip, VideoItem
-from blendkit.superpixels import choose_superpixel, superpixels
+from blendkit.superpixels import choose_superpixel, occlusion_superpixels
 
 MAX_DRAWS = 16  # sources tried per side before the sample itself is given up
 
@@ -167,7 +167,7 @@ def make_sample(index: int, first: int, sources: list[Source], cfg: ShardConfig)
     sp_meta = None
     if kind == "occlusion":
         with timer("slic"):
-            labels = superpixels(c1.frames, cfg.superpixels)
+            labels, compactness = occlusion_superpixels(c1.frames, cfg.superpixels)
             label, mask = choose_superpixel(labels, rng, cfg.superpixels)
         alpha = occlusion_alpha(mask)
         voxels = int(mask.sum())
@@ -176,6 +176,7 @@ def make_sample(index: int, first: int, sources: list[Source], cfg: ShardConfig)
             "voxels": voxels,
             "fraction": round(voxels / mask.size, 6),
             "n_segments": int(labels.max()) + 1,
+            "compactness": compactness,
         }
     else:
         alpha = transparent_alpha(c1.frames.shape[:3])

@@ -36,14 +36,17 @@ threaded; no BLAS call), so one process per core is safe without extra settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import slic
 from skimage.util import regular_grid
 
-__all__ = ["SuperpixelConfig", "superpixels", "choose_superpixel", "label_fractions"]
+__all__ = [
+    "SuperpixelConfig", "superpixels", "occlusion_superpixels", "choose_superpixel",
+    "label_fractions",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,35 @@ def choose_superpixel(
         pool = np.flatnonzero(gap == gap.min())
     label = int(pool[rng.integers(len(pool))])
     return label, labels == label
+
+
+MAX_COMPACTNESS_DOUBLINGS = 3
+
+
+def has_candidates(labels: np.ndarray, cfg: SuperpixelConfig) -> bool:
+    """Whether any superpixel satisfies the size rule."""
+    frac = label_fractions(labels)
+    return bool(((frac >= cfg.min_fraction) & (frac <= cfg.max_fraction)).any())
+
+
+def occlusion_superpixels(frames: np.ndarray, cfg: SuperpixelConfig) -> tuple[np.ndarray, float]:
+    """Superpixels with at least one candidate for the size rule, and the compactness used.
+
+    On fine high-contrast texture (stripes of a few pixels that move), SLIC at compactness 10
+    follows the colour so closely that its connectivity clean-up merges the whole clip into one
+    segment (plain scikit-image SLIC does the same), and the occlusion "superpixel" would be the
+    whole clip. Then the colour term weighs too much against the spatial one: the segmentation
+    is redone with the compactness doubled, up to ``MAX_COMPACTNESS_DOUBLINGS`` times.
+    Deterministic: the same frames give the same labels.
+    """
+    compactness = cfg.compactness
+    labels = superpixels(frames, cfg)
+    for _ in range(MAX_COMPACTNESS_DOUBLINGS):
+        if has_candidates(labels, cfg):
+            break
+        compactness *= 2
+        labels = superpixels(frames, replace(cfg, compactness=compactness))
+    return labels, compactness
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -67,7 +67,9 @@ def sample(index: int) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
         "alpha.npz": encode_alpha(alpha),
         "a1.flac": encode_audio(tone, RATE, codec="flac"),
     }
-    decoded = {"mix": decode_video(mix_bytes), "v1": v1, "v2": v2, "blend": blend}
+    # the loader feeds equation 3 on the decoded layers (DataConfig.stored_mix=False)
+    mix = alpha[..., None] * v1 + (1 - alpha[..., None]) * v2
+    decoded = {"mix": mix, "v1": v1, "v2": v2, "blend": blend}
     return members, decoded
 
 

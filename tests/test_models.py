@@ -192,3 +192,13 @@ def test_config_resolution_and_errors() -> None:
         tiny("c3_det")(inputs("c3_det")[0])
     with pytest.raises(ValueError, match="T % 8"):
         tiny("centrifuge")(torch.rand(1, 3, 6, 32, 32))
+
+
+@pytest.mark.parametrize("name", ["centrifuge", "c2"])
+def test_input_skip_starts_every_output_at_the_input(name):
+    cfg = ModelConfig(n_outputs=2, n_layers=2, width=0.125, n_mels=16, input_skip=True)
+    model = build_model(name, cfg).eval()
+    video = torch.rand(1, 3, 8, 32, 32) * 0.9 + 0.05
+    with torch.no_grad():
+        out = model(video).outputs  # (1, 2, 3, 8, 32, 32)
+    torch.testing.assert_close(out, video.unsqueeze(1).expand_as(out), atol=1e-5, rtol=0)

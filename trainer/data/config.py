@@ -29,6 +29,9 @@ class DataConfig:
     shuffle_buffer: int = 256
     resampled: bool = True
     remix: bool = False
+    # False: mix = alpha*v1 + (1-alpha)*v2 from the decoded layers (exact equation 3, and a third
+    # fewer videos to decode); True: decode the stored mix.mp4 (what readers without blendkit see)
+    stored_mix: bool = False
     remix_pool: int = 8
     blend: str = "any"
     require_audio: bool = False

@@ -102,7 +102,7 @@ def stages(
             "decode",
             partial(
                 sample.decode,
-                need_mix=not cfg.remix,
+                need_mix=cfg.stored_mix and not cfg.remix,
                 n_mels=cfg.n_mels,
                 n_fft=cfg.n_fft,
                 hop_length=cfg.hop_length,

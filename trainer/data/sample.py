@@ -31,7 +31,7 @@ class Sample:
     v1: torch.Tensor  # (3, T, H, W)
     v2: torch.Tensor  # (3, T, H, W)
     alpha: torch.Tensor  # (1, T, H, W)
-    mix: torch.Tensor | None  # (3, T, H, W); None when the remix stage recomputes it
+    mix: torch.Tensor  # (3, T, H, W): decoded mix.mp4, or equation 3 on v1, v2, alpha
     a1: torch.Tensor  # (1, n_mels, frames) log-mel of V1's audio; zeros when absent
     a2: torch.Tensor  # (1, n_mels, frames) log-mel of V2's audio; zeros when absent
     has_a1: bool
@@ -144,13 +144,16 @@ def decode_sample(
     alpha = decode_alpha(raw["alpha.npz"])
     if alpha.shape != shape:
         raise SampleError("decode_error", f"alpha is {alpha.shape}, json says {shape}")
+    v1, v2 = _video(raw, "v1.mp4", shape), _video(raw, "v2.mp4", shape)
+    alpha_t = torch.from_numpy(np.asarray(alpha, np.float32)).unsqueeze(0)  # (1, T, H, W)
     return Sample(
         key=str(raw["__key__"]),
         blend=str(meta["blend"]),
-        v1=_video(raw, "v1.mp4", shape),
-        v2=_video(raw, "v2.mp4", shape),
-        alpha=torch.from_numpy(np.asarray(alpha, np.float32)).unsqueeze(0),
-        mix=_video(raw, "mix.mp4", shape) if need_mix else None,
+        v1=v1,
+        v2=v2,
+        alpha=alpha_t,
+        # equation 3 on the decoded layers: exact, and one video fewer to decode than mix.mp4
+        mix=_video(raw, "mix.mp4", shape) if need_mix else alpha_t * v1 + (1.0 - alpha_t) * v2,
         a1=_audio(raw, "a1", meta, n_mels, n_fft, hop_length),
         a2=_audio(raw, "a2", meta, n_mels, n_fft, hop_length),
         has_a1=audio_member(raw, "a1") is not None,

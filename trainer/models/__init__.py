@@ -103,6 +103,7 @@ class ModelConfig:
     control_widths: tuple[int, ...] = (32, 64, 128)  # output-video encoder of the regressor
     control_hidden: int = 256  # hidden units of the regressor MLP
     control_audio: str = "own"  # own: regressor has its own audio net; shared: not detached
+    input_skip: bool = False  # heads correct the input in logit space (not in the paper)
 
 
 def resolve_config(name: str, cfg: ModelConfig) -> ModelConfig:
@@ -200,13 +201,16 @@ def _build_net(cfg: ModelConfig, variant: Variant, in_channels: int) -> Decompos
     composition = beta_head = None
     if variant.composition:
         pixel = cfg.beta_mode == "pixel"
-        head = LayerHead(decoder.out_channels, cfg.n_layers, cfg.n_outputs, pixel_beta=pixel)
+        head = LayerHead(
+            decoder.out_channels, cfg.n_layers, cfg.n_outputs, pixel_beta=pixel,
+            input_skip=cfg.input_skip,
+        )  # fmt: skip
         composition = Composition()
         if not pixel:
             hidden = scale_channels(cfg.beta_hidden, cfg.width)
             beta_head = ScalarBetaHead(bottleneck, cfg.n_outputs, cfg.n_layers, hidden)
     else:
-        head = VideoHead(decoder.out_channels, cfg.n_outputs)
+        head = VideoHead(decoder.out_channels, cfg.n_outputs, input_skip=cfg.input_skip)
     control = None
     if variant.control == "internal":
         control = ControlRegressor(

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from trainer.models.decoder import input_logit
+
 
 def compose(layers: Tensor, beta: Tensor) -> Tensor:
     """Equation 2: O_i = sum_j beta_ij L_j.
@@ -35,17 +37,28 @@ def compose(layers: Tensor, beta: Tensor) -> Tensor:
 class LayerHead(nn.Module):
     """Decoder features -> m sigmoid layers and, in pixel mode, per-pixel beta logits."""
 
-    def __init__(self, in_channels: int, n_layers: int, n_outputs: int, pixel_beta: bool) -> None:
+    def __init__(
+        self, in_channels: int, n_layers: int, n_outputs: int, pixel_beta: bool,
+        input_skip: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.m, self.n = n_layers, n_outputs
+        self.m, self.n, self.input_skip = n_layers, n_outputs, input_skip
         self.layers = nn.Conv3d(in_channels, 3 * n_layers, 3, padding=1)
+        if input_skip:  # layers start as copies of the input (see decoder.VideoHead)
+            nn.init.zeros_(self.layers.weight)
+            nn.init.zeros_(self.layers.bias)
         self.beta = (
             nn.Conv3d(in_channels, n_outputs * n_layers, 3, padding=1) if pixel_beta else None
         )
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:  # x: (B, C, T, H, W)
+    def forward(
+        self, x: Tensor, video: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:  # x: (B, C, T, H, W), video: (B, 3, T, H, W)
         size = x.shape[2:]
-        layers = torch.sigmoid(self.layers(x)).reshape(x.shape[0], self.m, 3, *size)
+        layers = self.layers(x).reshape(x.shape[0], self.m, 3, *size)
+        if self.input_skip:
+            layers = layers + input_logit(video)
+        layers = torch.sigmoid(layers)
         if self.beta is None:
             return layers, None  # (B, m, 3, T, H, W)
         logits = self.beta(x).reshape(x.shape[0], self.n, self.m, *size)  # (B, n, m, T, H, W)

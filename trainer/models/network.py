@@ -89,9 +89,9 @@ class DecompositionNet(nn.Module):
         x = self.decoder(bottleneck, features)  # (B, w, T, H, W)
         layers = beta = None
         if self.composition is None:
-            outputs = self.head(x)  # (B, n, 3, T, H, W)
+            outputs = self.head(x, video)  # (B, n, 3, T, H, W)
         else:
-            layers, beta = self.head(x)  # (B, m, 3, T, H, W), (B, n, m, T, H, W) or None
+            layers, beta = self.head(x, video)  # (B, m, 3, T, H, W), (B, n, m, T, H, W) or None
             if self.beta_head is not None:
                 beta = self.beta_head(bottleneck)  # (B, n, m)
             outputs = self.composition(layers, beta)  # eq. 2: (B, n, 3, T, H, W)
