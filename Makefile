@@ -41,13 +41,24 @@ demo-shards: install ## demo data -> train/validate shards -> inspect --verify -
 	$(BIN)/blendkit demo-data $(DEMO_DATA)
 	$(BIN)/blendkit make-shards $(DEMO_DATA) --out $(DEMO_SHARDS)/train \
 		--annotations $(DEMO_DATA)/annotations/train.csv --split train \
-		--num-samples 192 --samples-per-shard 16 --workers $(WORKERS)
+		--num-samples 160 --samples-per-shard 16 --workers $(WORKERS)
 	$(BIN)/blendkit make-shards $(DEMO_DATA) --out $(DEMO_SHARDS)/validate \
 		--annotations $(DEMO_DATA)/annotations/validate.csv --split validate \
 		--num-samples 48 --samples-per-shard 16 --workers $(WORKERS) --seed 1
 	$(BIN)/blendkit inspect $(DEMO_SHARDS)/train --verify --render $(DEMO_SHARDS)/train/contact_sheet.png
 
-demo: demo-shards ## the main job end to end on the built-in demo data
+DEMO_RUNS ?= runs/demo
+DEMO_STEPS ?= 350
+
+demo: demo-shards ## the main job end to end: shards, tiny C2 and C3 training, eval report
+	$(BIN)/blendkit-train train --config tiny --shards $(DEMO_SHARDS)/train --run $(DEMO_RUNS)/c2 \
+		--model c2 --steps $(DEMO_STEPS) val_shards=$(DEMO_SHARDS)/validate progress=false
+	$(BIN)/blendkit-train train --config tiny --shards $(DEMO_SHARDS)/train \
+		--run $(DEMO_RUNS)/c3_internal --model c3_internal --steps $(DEMO_STEPS) \
+		data.require_audio=true val_shards=$(DEMO_SHARDS)/validate progress=false
+	$(BIN)/blendkit-eval eval $(DEMO_RUNS)/c2 $(DEMO_RUNS)/c3_internal \
+		--shards $(DEMO_SHARDS)/validate --out $(DEMO_RUNS)/eval --offsets 0,0.64,1.28
+	@echo "report: $(DEMO_RUNS)/eval/report.md"
 
 train: install ## train: make train CONFIG=tiny SHARDS=DIR RUN=DIR [MODEL=c2] [STEPS=N] [ARGS="k=v ..."]
 	$(BIN)/blendkit-train train --config $(CONFIG) --shards $(SHARDS) --run $(RUN) --model $(MODEL) \

@@ -68,14 +68,19 @@ def encode_video(frames: np.ndarray, fps: float, crf: int, preset: str = "medium
     return buf.getvalue()
 
 
-def decode_video(data: bytes) -> np.ndarray:
-    """mp4 bytes -> (T, H, W, 3) uint8 RGB."""
+def decode_video(data: bytes, step: int = 1) -> np.ndarray:
+    """mp4 bytes -> (T, H, W, 3) uint8 RGB; with ``step`` k, frames 0, k, 2k, ... only.
+
+    Every frame is decoded (inter-frame coding needs them), but only the kept ones are converted
+    to RGB, which is most of the cost at 128x128.
+    """
     reformatter = VideoReformatter()  # one conversion context for all frames, not one per frame
     with av.open(io.BytesIO(data)) as container:
         container.streams.video[0].thread_count = 1  # no decoder threads: one process per core
         frames = [
             reformatter.reformat(f, format="rgb24", threads=1).to_ndarray()
-            for f in container.decode(video=0)
+            for i, f in enumerate(container.decode(video=0))
+            if i % step == 0
         ]
     if not frames:
         raise ValueError("no video frames")

@@ -323,3 +323,29 @@ def test_resampled_stream_is_endless_and_seeded(good):
     assert again == first
     next_epoch = [k for _, b in zip(range(5), loader, strict=False) for k in b["key"]]
     assert next_epoch != first
+
+
+def test_augment_keeps_the_blend_identity_and_moves_every_member_alike():
+    import random
+
+    from trainer.data.augment import augment_sample
+    from trainer.data.sample import Sample
+
+    g = torch.Generator().manual_seed(0)
+    v1, v2 = torch.rand(3, 4, 6, 5, generator=g), torch.rand(3, 4, 6, 5, generator=g)
+    alpha = (torch.rand(1, 4, 6, 5, generator=g) > 0.5).float()
+    a1 = torch.arange(8.0).reshape(1, 2, 4)
+    s = Sample(
+        "k", "occlusion", v1, v2, alpha, alpha * v1 + (1 - alpha) * v2, a1, a1 + 1, True, True
+    )
+    seen = set()
+    for seed in range(40):
+        out = augment_sample(s, random.Random(seed))
+        torch.testing.assert_close(out.mix, out.alpha * out.v1 + (1 - out.alpha) * out.v2)
+        reversed_time = not torch.equal(out.a1, a1)
+        if reversed_time:
+            assert torch.equal(out.a1, a1.flip(-1))
+        # v1's pixel values are a permutation of the original's: nothing invented, nothing lost
+        assert torch.equal(out.v1.flatten().sort().values, v1.flatten().sort().values)
+        seen.add(reversed_time)
+    assert seen == {True, False}  # time runs backwards in some draws and forwards in others

@@ -97,7 +97,15 @@ def make_run(root: Path, shards: Path, kind: str) -> Path:
     run.mkdir()
     n = "model.n_outputs=2"
     cfg = apply_overrides(
-        tiny(), [f"model_name={kind}", n, "model.n_layers=2", f"data.shards={shards}"]
+        tiny(),
+        [
+            f"model_name={kind}",
+            n,
+            "model.n_layers=2",
+            f"data.shards={shards}",
+            "pixel_pool=1",
+            "data.frame_stride=1",  # the tests' clips are already tiny
+        ],  # fmt: skip
     )
     torch.manual_seed(0)
     model = build_model(kind, cfg.model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -10,6 +12,7 @@ from trainer.models import (
     MODEL_NAMES,
     ModelConfig,
     build_model,
+    count_parameters,
     resolve_config,
     to_channels_last,
 )
@@ -202,3 +205,18 @@ def test_input_skip_starts_every_output_at_the_input(name):
     with torch.no_grad():
         out = model(video).outputs  # (1, 2, 3, 8, 32, 32)
     torch.testing.assert_close(out, video.unsqueeze(1).expand_as(out), atol=1e-5, rtol=0)
+
+
+def test_group_norm_replaces_every_batch_norm_and_is_batch_independent():
+    cfg = ModelConfig(n_outputs=2, n_layers=2, width=0.125, n_mels=16, norm="group")
+    model = build_model("c3_internal", cfg).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms == [] and any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    video, audio = torch.rand(2, 3, 8, 32, 32), torch.randn(2, 1, 16, 40)
+    with torch.no_grad():
+        both = model(video, audio).outputs
+        first = model(video[:1], audio[:1]).outputs
+    assert_close(first, both[:1], atol=1e-5, rtol=0)
+    assert count_parameters(model) == count_parameters(
+        build_model("c3_internal", replace(cfg, norm="batch"))
+    )

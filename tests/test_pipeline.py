@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import tarfile
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import av

@@ -67,7 +67,7 @@ def small_cfg(run: Path, kind: str = "c2", *overrides: str) -> TrainConfig:
         "log_every=1",
         "video_every=1",
         "device=cpu",
-        "frame_stride=1",
+        "data.frame_stride=1",
         "pixel_pool=1",
     ]
     return apply_overrides(tiny(), [*base, *overrides])
@@ -110,13 +110,13 @@ def test_objective_terms_are_the_papers_equations():
     assert model_inputs("c3_det", batch)[1] is batch["a1"]
 
 
-def test_prepare_subsamples_frames_and_pools_pixels():
+def test_prepare_pools_pixels():
     video = torch.arange(2 * 3 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4, 4)
     batch = {"mix": video, "v1": video + 1, "a1": torch.ones(2, 1, 8, 5), "key": ["a", "b"]}
-    out = prepare(batch, torch.device("cpu"), frame_stride=2, pixel_pool=2, channels_last=False)
-    assert out["mix"].shape == (2, 3, 2, 2, 2) and out["key"] == ["a", "b"]
+    out = prepare(batch, torch.device("cpu"), pixel_pool=2, channels_last=False)
+    assert out["mix"].shape == (2, 3, 4, 2, 2) and out["key"] == ["a", "b"]
     # frame 2 of channel 0 of sample 0: values 32..47; its top-left 2x2 block is 32, 33, 36, 37
-    assert out["mix"][0, 0, 1, 0, 0].item() == (32 + 33 + 36 + 37) / 4
+    assert out["mix"][0, 0, 2, 0, 0].item() == (32 + 33 + 36 + 37) / 4
     torch.testing.assert_close(out["v1"], out["mix"] + 1, rtol=0, atol=0)
     assert torch.equal(out["a1"], batch["a1"])  # audio untouched
 

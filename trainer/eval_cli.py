@@ -84,7 +84,9 @@ def decompose(
     run: Path = typer.Argument(..., help="run directory"),
     video: Path = typer.Argument(..., help="any video file"),
     out: Path = typer.Option(..., "--out", help="folder for layer_*.mp4"),
-    window: int = typer.Option(64, "--window", help="frames per window"),
+    window: int | None = typer.Option(
+        None, "--window", help="frames per window [the run's clip length: 64 / data.frame_stride]"
+    ),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Write the n output layers of VIDEO as mp4s (and the audio-selected one for C3)."""

@@ -177,19 +177,18 @@ VIDEO_KEYS = ("mix", "v1", "v2", "alpha")  # (B, C, T, H, W) members subsampled 
 
 
 def prepare(
-    batch: Batch, device: torch.device, *, frame_stride: int, pixel_pool: int, channels_last: bool
+    batch: Batch, device: torch.device, *, pixel_pool: int, channels_last: bool
 ) -> dict[str, Any]:
-    """A loader batch on the device, its clips subsampled, videos in channels_last_3d if asked.
+    """A loader batch on the device, its clips pooled, videos in channels_last_3d if asked.
 
-    ``frame_stride`` keeps every k-th frame (the clip still spans the time of its audio) and
-    ``pixel_pool`` average-pools k x k pixels; both 1 for the paper. Non-tensors pass through.
+    ``pixel_pool`` average-pools k x k pixels (1 for the paper; frames are subsampled in the
+    loader, ``data.frame_stride``). Non-tensors pass through.
     """
     out: dict[str, Any] = {}
     for key, value in batch.items():
         if isinstance(value, Tensor):
             value = value.to(device, non_blocking=True)
             if key in VIDEO_KEYS:
-                value = value[:, :, ::frame_stride]  # (B, C, T/k, H, W)
                 if pixel_pool > 1:
                     value = F.avg_pool3d(value, (1, pixel_pool, pixel_pool))  # (B, C, T', H/k, W/k)
                 if channels_last:
@@ -453,9 +452,7 @@ def _train(
         else contextlib.nullcontext
     )
     accum, kind = cfg.optim.grad_accum, cfg.model_name
-    prep = functools.partial(
-        prepare, device=d.device, frame_stride=cfg.frame_stride, pixel_pool=cfg.pixel_pool
-    )
+    prep = functools.partial(prepare, device=d.device, pixel_pool=cfg.pixel_pool)
     pending: list[tuple[int, float, dict[str, Tensor]]] = []
     final_loss: float | None = None
     val_summary: dict[str, float] | None = None

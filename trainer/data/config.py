@@ -32,6 +32,7 @@ class DataConfig:
     # False: mix = alpha*v1 + (1-alpha)*v2 from the decoded layers (exact equation 3, and a third
     # fewer videos to decode); True: decode the stored mix.mp4 (what readers without blendkit see)
     stored_mix: bool = False
+    augment: bool = False  # random flips / time reversal / channel permutation (augment.py)
     remix_pool: int = 8
     blend: str = "any"
     require_audio: bool = False
@@ -39,6 +40,9 @@ class DataConfig:
     n_fft: int = 512
     hop_length: int = 160
     seed: int = 0
+    # keep every k-th frame of each clip (it still spans its audio's time); only the kept frames
+    # are converted to RGB and float. 1 for the paper; the tiny config subsamples.
+    frame_stride: int = 1
 
     def __post_init__(self) -> None:
         if self.blend not in BLENDS:
@@ -51,6 +55,6 @@ class DataConfig:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.remix and self.remix_pool < 2:
             raise ValueError(f"remix_pool must be >= 2 to find a partner, got {self.remix_pool}")
-        for name in ("n_mels", "n_fft", "hop_length"):
+        for name in ("n_mels", "n_fft", "hop_length", "frame_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from trainer.data import batch, remix, sample, shards, shuffle, tario
+from trainer.data import augment, batch, remix, sample, shards, shuffle, tario
 from trainer.data.batch import Batch
 from trainer.data.config import DataConfig
 from trainer.data.stats import LoaderStats
@@ -36,7 +36,7 @@ from trainer.data.stats import LoaderStats
 Stage = Callable[[Iterable], Iterator]
 
 # Streams of randomness, kept apart so that adding one never shifts another.
-_SHARDS, _SHUFFLE, _REMIX = 0, 1, 2
+_SHARDS, _SHUFFLE, _REMIX, _AUGMENT = 0, 1, 2, 3
 # Guards for endless streams (raise instead of spinning on a broken shard set or empty filter).
 _MIN_EMPTY_SHARDS_IN_A_ROW = 64
 _MAX_FILTERED_IN_A_ROW = 10_000
@@ -107,9 +107,13 @@ def stages(
                 n_fft=cfg.n_fft,
                 hop_length=cfg.hop_length,
                 stats=stats,
+                frame_stride=cfg.frame_stride,
             ),
         )
     )
+    if cfg.augment:
+        rng = seeded(cfg.seed, epoch, _AUGMENT, rank, worker)
+        chain.append(("augment", partial(augment.augment, rng=rng)))
     if cfg.remix:
         rng = seeded(cfg.seed, epoch, _REMIX, rank, worker)
         chain.append(

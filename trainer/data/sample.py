@@ -108,8 +108,8 @@ def video_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(planar).float().div_(255.0)
 
 
-def _video(raw: RawSample, name: str, shape: tuple[int, int, int]) -> torch.Tensor:
-    frames = decode_video(raw[name])
+def _video(raw: RawSample, name: str, shape: tuple[int, int, int], step: int) -> torch.Tensor:
+    frames = decode_video(raw[name], step)
     if frames.shape != (*shape, 3):
         raise SampleError("decode_error", f"{name} decodes to {frames.shape}, json says {shape}")
     return video_tensor(frames)
@@ -132,7 +132,13 @@ def _audio(
 
 
 def decode_sample(
-    raw: RawSample, *, need_mix: bool, n_mels: int, n_fft: int, hop_length: int
+    raw: RawSample,
+    *,
+    need_mix: bool,
+    n_mels: int,
+    n_fft: int,
+    hop_length: int,
+    frame_stride: int = 1,
 ) -> Sample:
     """Decode one selected raw sample; raises ``SampleError`` (or a codec error) on any fault."""
     required = ["v1.mp4", "v2.mp4", "alpha.npz"] + (["mix.mp4"] if need_mix else [])
@@ -144,7 +150,9 @@ def decode_sample(
     alpha = decode_alpha(raw["alpha.npz"])
     if alpha.shape != shape:
         raise SampleError("decode_error", f"alpha is {alpha.shape}, json says {shape}")
-    v1, v2 = _video(raw, "v1.mp4", shape), _video(raw, "v2.mp4", shape)
+    alpha = alpha[::frame_stride]
+    shape = (alpha.shape[0], *shape[1:])  # the kept frames
+    v1, v2 = (_video(raw, f"{k}.mp4", shape, frame_stride) for k in ("v1", "v2"))
     alpha_t = torch.from_numpy(np.asarray(alpha, np.float32)).unsqueeze(0)  # (1, T, H, W)
     return Sample(
         key=str(raw["__key__"]),
@@ -153,7 +161,9 @@ def decode_sample(
         v2=v2,
         alpha=alpha_t,
         # equation 3 on the decoded layers: exact, and one video fewer to decode than mix.mp4
-        mix=_video(raw, "mix.mp4", shape) if need_mix else alpha_t * v1 + (1.0 - alpha_t) * v2,
+        mix=_video(raw, "mix.mp4", shape, frame_stride)
+        if need_mix
+        else alpha_t * v1 + (1.0 - alpha_t) * v2,
         a1=_audio(raw, "a1", meta, n_mels, n_fft, hop_length),
         a2=_audio(raw, "a2", meta, n_mels, n_fft, hop_length),
         has_a1=audio_member(raw, "a1") is not None,
@@ -169,13 +179,15 @@ def decode(
     n_fft: int,
     hop_length: int,
     stats: LoaderStats,
+    frame_stride: int = 1,
 ) -> Iterator[Sample]:
     """Stage: decode each raw sample, skipping (and counting) the ones that fail."""
     for raw in samples:
         try:
             sample = decode_sample(
-                raw, need_mix=need_mix, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length
-            )
+                raw, need_mix=need_mix, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length,
+                frame_stride=frame_stride,
+            )  # fmt: skip
         except SampleError as exc:
             stats.skip(exc.reason, _where(raw), str(exc))
             continue

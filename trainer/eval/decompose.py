@@ -141,7 +141,7 @@ def decompose(
     video_path: str | Path,
     out_dir: str | Path,
     *,
-    window: int = DEFAULT_WINDOW,
+    window: int | None = None,
     size: int | None = None,
     fps: float | None = None,
     device: str = "auto",
@@ -158,8 +158,12 @@ def decompose(
     info = _open_video(video_path)
     loaded = load_run(run, device)
     geometry = shard_geometry(loaded.cfg.data.shards)
-    size = size or geometry.size
-    fps = fps or geometry.fps
+    # the geometry the run was trained at: its shards' clips, subsampled as its loader and
+    # trainer did (data.frame_stride, pixel_pool; both 1 for the paper)
+    stride, pool = loaded.cfg.data.frame_stride, loaded.cfg.pixel_pool
+    size = size or geometry.size // pool
+    fps = fps or geometry.fps / stride
+    window = window or DEFAULT_WINDOW // stride
     if size % 32 or window % 8 or window < 8:
         raise ValueError(f"size must be a multiple of 32 and window of 8, got {size}, {window}")
     kind, data = loaded.kind, loaded.cfg.data

@@ -280,6 +280,7 @@ def evaluate_run(
     from trainer.metrics import control_correct, identity_loss
     from trainer.models import count_parameters
     from trainer.objective import model_inputs
+    from trainer.train import prepare  # the run's own input geometry (pixel_pool)
 
     model, kind, dev = loaded.model, loaded.kind, loaded.device
     control = control_kind(kind)
@@ -295,7 +296,7 @@ def evaluate_run(
     per_blend: dict[str, int] = {}
     with torch.no_grad():
         for raw in batches:
-            batch = {k: (v.to(dev) if isinstance(v, Tensor) else v) for k, v in raw.items()}
+            batch = prepare(raw, dev, pixel_pool=loaded.cfg.pixel_pool, channels_last=False)
             video, audio = model_inputs(kind, batch)
             out = model(video, audio)
             outputs = out.outputs.float()  # (B, n, 3, T, H, W)

@@ -49,6 +49,7 @@ from trainer.models.decoder import UNetDecoder, VideoHead
 from trainer.models.i3d import FEATURE_LEVELS, I3DEncoder, scale_channels
 from trainer.models.masking import FeatureGating, MaskGenerator
 from trainer.models.network import AudioModules, DecompositionNet, ModelOutput, PredictorCorrector
+from trainer.models.norm import NORMS, convert_to_group_norm
 
 __all__ = [
     "MODEL_NAMES",
@@ -104,6 +105,7 @@ class ModelConfig:
     control_hidden: int = 256  # hidden units of the regressor MLP
     control_audio: str = "own"  # own: regressor has its own audio net; shared: not detached
     input_skip: bool = False  # heads correct the input in logit space (not in the paper)
+    norm: str = "batch"  # batch (the paper's I3D) | group: GroupNorm, for small batches (norm.py)
 
 
 def resolve_config(name: str, cfg: ModelConfig) -> ModelConfig:
@@ -128,6 +130,8 @@ def _validate(cfg: ModelConfig) -> None:
         raise ValueError(f"need n_outputs, n_layers >= 1, got {cfg.n_outputs}, {cfg.n_layers}")
     if cfg.width <= 0:
         raise ValueError(f"width must be positive, got {cfg.width}")
+    if cfg.norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
     if cfg.beta_mode not in ("pixel", "scalar"):
         raise ValueError(f"beta_mode must be 'pixel' or 'scalar', got {cfg.beta_mode!r}")
     if cfg.control_audio not in ("own", "shared"):
@@ -150,8 +154,10 @@ def build_model(name: str, cfg: ModelConfig) -> nn.Module:
     if variant.predictor_corrector:
         predictor = _build_net(cfg, variant, in_channels=3)
         corrector = _build_net(cfg, variant, in_channels=3 + 3 * cfg.n_outputs)
-        return PredictorCorrector(predictor, corrector)
-    return _build_net(cfg, variant, in_channels=3)
+        model: nn.Module = PredictorCorrector(predictor, corrector)
+    else:
+        model = _build_net(cfg, variant, in_channels=3)
+    return convert_to_group_norm(model) if cfg.norm == "group" else model
 
 
 def count_parameters(model: nn.Module) -> int:

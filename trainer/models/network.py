@@ -87,11 +87,12 @@ class DecompositionNet(nn.Module):
         audio_features = self.audio_net(audio) if self.audio_net is not None else None
         bottleneck = visual if self.fusion is None else self.fusion(visual, audio_features)
         x = self.decoder(bottleneck, features)  # (B, w, T, H, W)
+        rgb = video[:, :3]  # the input video V (a corrector's input is [V, predictor outputs])
         layers = beta = None
         if self.composition is None:
-            outputs = self.head(x, video)  # (B, n, 3, T, H, W)
+            outputs = self.head(x, rgb)  # (B, n, 3, T, H, W)
         else:
-            layers, beta = self.head(x, video)  # (B, m, 3, T, H, W), (B, n, m, T, H, W) or None
+            layers, beta = self.head(x, rgb)  # (B, m, 3, T, H, W), (B, n, m, T, H, W) or None
             if self.beta_head is not None:
                 beta = self.beta_head(bottleneck)  # (B, n, m)
             outputs = self.composition(layers, beta)  # eq. 2: (B, n, 3, T, H, W)
