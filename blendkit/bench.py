@@ -12,8 +12,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -189,19 +187,51 @@ def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
             "",
         ]
         fid = bench_fidelity(source)
-        lines += [
-            "## Fidelity of stored v1 / v2",
-            "",
-            f"H.264 CRF 18 yuv444p against the clean 128x128 crop, 8 clips: median "
-            f"{fid['psnr_db_median']:.1f} dB (min {fid['psnr_db_min']:.1f} dB), median "
-            f"{fid['bytes_median'] / 1e3:.1f} KB per clip.",
-            "",
-        ]
+        lines += ["## Fidelity of stored v1 / v2", "",
+                  f"H.264 CRF 18 yuv444p against the clean 128x128 crop, 8 clips: median "
+                  f"{fid['psnr_db_median']:.1f} dB (min {fid['psnr_db_min']:.1f} dB), median "
+                  f"{fid['bytes_median'] / 1e3:.1f} KB per clip.", ""]  # fmt: skip
+        lines += _loader_section(Path(tmp))
+        lines += _engine_section(source, n)
     lines += _superpixel_section()
-    lines += _extra_sections()
+    lines += _train_section()
     text = "\n".join(lines) + "\n"
     out_md.write_text(text)
     return text
+
+
+def _loader_section(work: Path) -> list[str]:
+    """Shards -> batched tensors, on the shards the make-shards runs above wrote."""
+    from trainer.bench_loader import measure
+
+    listing = work / "shards.txt"
+    listing.write_text("\n".join(str(p) for p in sorted(work.glob("*/shard-*.tar"))) + "\n")
+    lines = ["## Loader: shards to batched tensors", "",
+             "`trainer.data.make_loader`, one worker process, batch 8, 8 timed batches after the "
+             "first, median of 3 runs, on the shards written above (64x128x128).", "",
+             "| setting | samples/s (1 worker core) | samples per CPU-second |",
+             "|---|---|---|"]  # fmt: skip
+    for name, kw in (("paper (64 frames)", {}), ("tiny (every 8th frame)", {"frame_stride": 8}),
+                     ("paper, remix", {"remix": True})):  # fmt: skip
+        r = measure(str(listing), 8, 1, 8, repeats=3, shuffle_buffer=16, **kw)
+        lines.append(f"| {name} | {r['samples_per_s_per_core']:.1f} | "
+                     f"{r['samples_per_cpu_s']:.1f} |")  # fmt: skip
+    return lines + [""]
+
+
+def _engine_section(source: Path, n: int) -> list[str]:
+    """Local engine against Ray on this machine (Ray is an optional extra)."""
+    try:
+        from blendkit.bench_engines import bench_engines
+    except ImportError:
+        return []
+    r = bench_engines(source, n, workers=2, samples_per_shard=2)
+    overhead = 1 - r["ray_samples_per_s"] / r["local_samples_per_s"]
+    return ["## Engines: local against Ray", "",
+            f"{n} samples, 2 samples per shard, 2 worker processes: local "
+            f"{r['local_samples_per_s']:.2f} samples/s, Ray {r['ray_samples_per_s']:.2f} samples/s "
+            f"with warm workers ({overhead:+.0%} overhead), {r['ray_cold_samples_per_s']:.2f} "
+            f"samples/s including worker start-up.", ""]  # fmt: skip
 
 
 def _superpixel_section() -> list[str]:
@@ -215,24 +245,10 @@ def _superpixel_section() -> list[str]:
     ]
 
 
-def _extra_sections() -> list[str]:
-    """Sections from the trainer's benchmarks (loader, training step), each in its own process."""
-    lines = []
-    for module in ("trainer.bench_loader", "trainer.bench_train"):
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-        result = subprocess.run(
-            [sys.executable, "-m", module, "--markdown"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"{module} failed:\n{result.stderr[-2000:]}")
-        lines += [result.stdout.strip(), ""]
-    return lines
+def _train_section() -> list[str]:
+    from trainer.bench_train import markdown, step_times
+
+    return [markdown(step_times(repeats=5, threads=1), threads=1), ""]
 
 
 def main() -> None:

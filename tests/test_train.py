@@ -19,7 +19,7 @@ import webdataset as wds
 
 from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video
 from trainer import checkpoint as ckpt
-from trainer.config import ConfigError, TrainConfig, apply_overrides, tiny
+from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, apply_overrides, tiny
 from trainer.losses import video_loss
 from trainer.metrics import identity_loss
 from trainer.models import MODEL_NAMES, ModelOutput, build_model
@@ -351,3 +351,12 @@ def full_cfg_data(shards: Path):
     return DataConfig(
         shards=str(shards), n_mels=N_MELS, workers=0, resampled=False, shuffle_buffer=0
     )
+
+
+def test_training_step_benchmark_covers_every_model():
+    from trainer.bench_train import markdown, step_times
+
+    rows = step_times(repeats=1)
+    assert [r["model"] for r in rows] == list(MODEL_KINDS)
+    assert all(r["step_s"] > 0 and r["params"] > 0 for r in rows)
+    assert markdown(rows).count("\n| ") == len(MODEL_KINDS) + 1  # header + one row per model

@@ -38,7 +38,7 @@ def step_times(repeats: int = 5, threads: int = 1) -> list[dict]:
     """Median seconds per training step for every model kind at the tiny geometry."""
     torch.set_num_threads(threads)
     cfg = tiny()
-    frames, size = 64 // cfg.frame_stride, 128 // cfg.pixel_pool
+    frames, size = 64 // cfg.data.frame_stride, 128 // cfg.pixel_pool
     rows = []
     for kind in MODEL_KINDS:
         mcfg = cfg.model
@@ -69,7 +69,7 @@ def markdown(rows: list[dict], threads: int = 1) -> str:
         "## Training step on the CPU (tiny config)",
         "",
         f"Width {cfg.model.width}, n = {cfg.model.n_outputs} (c3_det: 2), batch {cfg.optim.batch} "
-        f"of {64 // cfg.frame_stride}x{128 // cfg.pixel_pool}x{128 // cfg.pixel_pool} clips, "
+        f"of {64 // cfg.data.frame_stride}x{128 // cfg.pixel_pool}x{128 // cfg.pixel_pool} clips, "
         f"Adam, {threads} torch thread; median of timed steps after a warm-up step.",
         "",
         "| model | params | s per step | samples/s |",
