@@ -15,6 +15,7 @@ import webdataset as wds
 from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video, psnr
 from trainer.audio_features import log_mel, n_frames
 from trainer.data import DataConfig, list_shards, make_loader
+from trainer.train import prepare
 
 torch.set_num_threads(1)
 
@@ -146,8 +147,7 @@ def test_batch_shapes_dtypes_ranges_and_audio_flags(good):
     frames = n_frames(N_AUDIO, 160)
     assert frames == 33
     for b in batches:
-        assert set(b) == {
-            "mix",
+        assert set(b) == {  # no mix: the trainer forms it by equation 3 (prepare)
             "v1",
             "v2",
             "alpha",
@@ -158,9 +158,8 @@ def test_batch_shapes_dtypes_ranges_and_audio_flags(good):
             "blend",
             "key",
         }
-        for name in ("mix", "v1", "v2"):
-            assert b[name].shape == (4, 3, T, H, W) and b[name].dtype == torch.float32
-            assert 0.0 <= b[name].min() and b[name].max() <= 1.0
+        for name in ("v1", "v2"):
+            assert b[name].shape == (4, 3, T, H, W) and b[name].dtype == torch.uint8
         assert b["alpha"].shape == (4, 1, T, H, W) and b["alpha"].dtype == torch.float32
         for name in ("a1", "a2"):
             assert b[name].shape == (4, 1, 64, frames) and b[name].dtype == torch.float32
@@ -176,7 +175,7 @@ def test_batch_shapes_dtypes_ranges_and_audio_flags(good):
             else:
                 assert s[track].abs().sum() > 0
         torch.testing.assert_close(s["alpha"][0], torch.from_numpy(alpha_for(i)), rtol=0, atol=0)
-        v1 = (s["v1"].permute(1, 2, 3, 0) * 255).numpy()
+        v1 = s["v1"].permute(1, 2, 3, 0).numpy()
         assert psnr(v1, clip(2 * i)) > 35
     # a1 is the log-mel of the stored tone (FLAC is lossless at 16 bit)
     pcm16 = np.round(tone(0) * 32767.0).astype(np.int16).astype(np.float32) / 32768.0
@@ -186,10 +185,12 @@ def test_batch_shapes_dtypes_ranges_and_audio_flags(good):
     assert loader.stats.snapshot()["samples_decoded"] == 12
 
 
-def test_transparent_mix_is_half_v1_plus_half_v2(good):
-    got = unbatch(read_all(config(good, blend="transparent"))[0])
+def test_stored_mix_is_half_v1_plus_half_v2(good):
+    got = unbatch(read_all(config(good, blend="transparent", stored_mix=True))[0])
     assert len(got) == 6
     for s in got.values():
+        assert s["mix"].dtype == torch.uint8
+        s = {k: s[k].float() / 255 for k in ("mix", "v1", "v2")}
         expected = 0.5 * s["v1"] + 0.5 * s["v2"]
         # codec tolerance: mix is stored as a lossy mp4 (contract: >= 40 dB)
         assert psnr(s["mix"].numpy(), expected.numpy(), peak=1.0) > 40
@@ -202,8 +203,10 @@ def test_remix_identity_is_exact_and_pairs_are_new(good):
     batches, loader = read_all(config(good, remix=True, remix_pool=4, seed=3))
     got = unbatch(batches)
     assert len(got) == 12 and loader.stats.skipped == 0
-    for b in batches:  # equation 3 holds exactly in float
-        assert torch.equal(b["mix"], b["alpha"] * b["v1"] + (1 - b["alpha"]) * b["v2"])
+    for b in batches:  # the trainer forms equation 3 on the new pair, exactly
+        assert "mix" not in b
+        p = prepare(b, torch.device("cpu"), pixel_pool=1, channels_last=False)
+        assert torch.equal(p["mix"], p["alpha"] * p["v1"] + (1 - p["alpha"]) * p["v2"])
     bases = []
     for key, s in got.items():
         base, partner_tag = key.split("+")
@@ -217,7 +220,6 @@ def test_remix_identity_is_exact_and_pairs_are_new(good):
         assert torch.equal(s["v2"], stored[partner][tag])
         assert torch.equal(s["a2"], stored[partner][audio_tag])
         assert bool(s["has_a2"]) == bool(stored[partner][f"has_{audio_tag}"])
-        assert not torch.equal(s["mix"], stored[base]["mix"])
     assert sorted(bases) == sorted(stored)  # every stored sample is a base exactly once
     again = keys_of(read_all(config(good, remix=True, remix_pool=4, seed=3))[0])
     other = keys_of(read_all(config(good, remix=True, remix_pool=4, seed=4))[0])
@@ -258,7 +260,7 @@ def check_corrupt_run(batches, loader, samples):
     for key, s in unbatch(batches).items():  # what is left is whole, not zero-filled
         i = int(key)
         for name, seed in (("v1", 2 * i), ("v2", 2 * i + 1)):
-            assert psnr((s[name].permute(1, 2, 3, 0) * 255).numpy(), clip(seed)) > 35
+            assert psnr(s[name].permute(1, 2, 3, 0).numpy(), clip(seed)) > 35
         torch.testing.assert_close(s["alpha"][0], torch.from_numpy(alpha_for(i)), rtol=0, atol=0)
 
 

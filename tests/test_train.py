@@ -336,7 +336,8 @@ def test_train_from_shards_through_make_loader(tmp_path):
     assert full["params_sha256"] == split["params_sha256"]
 
     val_cfg = dataclasses.replace(full_cfg_data(shards), batch_size=2)
-    first = next(iter(make_loader(val_cfg)))
+    raw = next(iter(make_loader(val_cfg)))
+    first = prepare(raw, torch.device("cpu"), pixel_pool=1, channels_last=False)
     expected = identity_loss(first["mix"], first["v1"], first["v2"]).mean().item()
     assert full["val"]["identity"] == pytest.approx(expected, rel=1e-6)
     assert first["a1"].shape == (2, 1, N_MELS, 5120 // 160 + 1) and bool(first["has_a1"].all())

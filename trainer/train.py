@@ -179,20 +179,30 @@ VIDEO_KEYS = ("mix", "v1", "v2", "alpha")  # (B, C, T, H, W) members subsampled 
 def prepare(
     batch: Batch, device: torch.device, *, pixel_pool: int, channels_last: bool
 ) -> dict[str, Any]:
-    """A loader batch on the device, its clips pooled, videos in channels_last_3d if asked.
+    """A loader batch on the device as the model takes it: float videos in [0, 1], ``mix`` by
+    equation 3 when the loader did not decode the stored one, clips pooled, channels_last_3d
+    if asked.
 
-    ``pixel_pool`` average-pools k x k pixels (1 for the paper; frames are subsampled in the
-    loader, ``data.frame_stride``). Non-tensors pass through.
+    The loader ships uint8 videos (4x less to stack and copy) and leaves the float conversion
+    and equation 3 to the device. ``pixel_pool`` average-pools k x k pixels after the mix is
+    formed (1 for the paper; frames are subsampled in the loader, ``data.frame_stride``).
+    Float videos (tests, injected batches) pass unchanged. Non-tensors pass through.
     """
     out: dict[str, Any] = {}
     for key, value in batch.items():
         if isinstance(value, Tensor):
             value = value.to(device, non_blocking=True)
-            if key in VIDEO_KEYS:
-                if pixel_pool > 1:
-                    value = F.avg_pool3d(value, (1, pixel_pool, pixel_pool))  # (B, C, T', H/k, W/k)
-                if channels_last:
-                    value = value.contiguous(memory_format=torch.channels_last_3d)
+            if value.dtype == torch.uint8:
+                value = value.float().div_(255.0)
+        out[key] = value
+    if "mix" not in out and "alpha" in out:
+        out["mix"] = out["alpha"] * out["v1"] + (1.0 - out["alpha"]) * out["v2"]  # eq. 3
+    for key in (k for k in VIDEO_KEYS if k in out):
+        value = out[key]
+        if pixel_pool > 1:
+            value = F.avg_pool3d(value, (1, pixel_pool, pixel_pool))  # (B, C, T', H/k, W/k)
+        if channels_last:
+            value = value.contiguous(memory_format=torch.channels_last_3d)
         out[key] = value
     return out
 

@@ -27,7 +27,8 @@ def augment_sample(sample: Sample, rng: random.Random) -> Sample:
     out = {}
     for name in VIDEOS:
         video = getattr(sample, name)
-        out[name] = (video.flip(dims) if dims else video)[perm]
+        if video is not None:  # mix is None unless the stored mix was decoded
+            out[name] = (video.flip(dims) if dims else video)[perm]
     out["alpha"] = sample.alpha.flip(dims) if dims else sample.alpha
     if 1 in dims:  # time reversal: the audio features run backwards too
         out["a1"], out["a2"] = sample.a1.flip(-1), sample.a2.flip(-1)

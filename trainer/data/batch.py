@@ -17,12 +17,17 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return default_collate(tensors)
 
 
-class Batch(TypedDict):
-    """One training batch; B samples of T frames at H x W."""
+class Batch(TypedDict, total=False):
+    """One loader batch; B samples of T frames at H x W.
 
-    mix: torch.Tensor  # (B, 3, T, H, W) float32 in [0, 1]
-    v1: torch.Tensor  # (B, 3, T, H, W)
-    v2: torch.Tensor  # (B, 3, T, H, W)
+    Videos stay uint8 in [0, 255] on their way to the device (4x less to stack, copy and ship);
+    ``trainer.train.prepare`` converts them to float and computes ``mix`` by equation 3 there,
+    unless the batch carries the decoded ``mix.mp4`` (``DataConfig.stored_mix``).
+    """
+
+    mix: torch.Tensor  # (B, 3, T, H, W) uint8, only with DataConfig.stored_mix
+    v1: torch.Tensor  # (B, 3, T, H, W) uint8
+    v2: torch.Tensor  # (B, 3, T, H, W) uint8
     alpha: torch.Tensor  # (B, 1, T, H, W) float32 in [0, 1]
     a1: torch.Tensor  # (B, 1, n_mels, frames) log-mel, zeros where has_a1 is False
     a2: torch.Tensor  # (B, 1, n_mels, frames)
@@ -34,11 +39,11 @@ class Batch(TypedDict):
 
 def collate(samples: list[Sample]) -> Batch:
     """Stack samples that share one shape (one shard set is written with one config)."""
-    if any(s.mix is None for s in samples):
-        raise ValueError("a sample reached batching without a mix")
+    stored = [s.mix is not None for s in samples]
+    if any(stored) and not all(stored):
+        raise ValueError("some samples carry a stored mix and some do not")
     try:
-        return Batch(
-            mix=_stack([s.mix for s in samples]),
+        batch = Batch(
             v1=_stack([s.v1 for s in samples]),
             v2=_stack([s.v2 for s in samples]),
             alpha=_stack([s.alpha for s in samples]),
@@ -49,6 +54,9 @@ def collate(samples: list[Sample]) -> Batch:
             blend=[s.blend for s in samples],
             key=[s.key for s in samples],
         )
+        if all(stored):
+            batch["mix"] = _stack([s.mix for s in samples])
+        return batch
     except RuntimeError as exc:
         keys = [s.key for s in samples]
         raise ValueError(f"samples {keys} have different shapes; mixed shard sets?") from exc

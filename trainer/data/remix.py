@@ -4,8 +4,9 @@ Not in the paper, which blends once per training video; this is our way to get n
 every epoch from fixed shards. A new sample keeps ``(v1, alpha, a1)`` of one stored sample (the
 base) -- alpha stays with the V1 it was computed from, so an occlusion mask is still a
 superpixel of V1 -- and takes as V2 one clip (its v1 or v2, with that clip's audio) of a
-*different* stored sample (the partner). The mixture is recomputed in float32 with equation 3,
-``mix = alpha * v1 + (1 - alpha) * v2``, so the identity holds exactly on what the batch holds.
+*different* stored sample (the partner). The mixture is computed by the trainer with equation 3,
+``mix = alpha * v1 + (1 - alpha) * v2`` (``trainer.train.prepare``), so the identity holds
+exactly on what the model sees.
 
 A pool of decoded samples supplies the partners. Each stored sample is the base of exactly one
 output, so a stream of N samples gives N remixed samples. Draws use ``rng`` only, so the output
@@ -30,14 +31,13 @@ def compose(base: Sample, partner: Sample, use_partner_v1: bool) -> Sample:
         clip, audio, has_audio, tag = partner.v2, partner.a2, partner.has_a2, "v2"
     if clip.shape != base.v1.shape or audio.shape != base.a1.shape:
         raise ValueError(f"cannot remix {base.key} with {partner.key}: shapes differ")
-    mix = base.alpha * base.v1 + (1.0 - base.alpha) * clip  # (3, T, H, W), equation 3
     return replace(
         base,
         key=f"{base.key}+{partner.key}.{tag}",
         v2=clip,
         a2=audio,
         has_a2=has_audio,
-        mix=mix,
+        mix=None,  # the trainer computes equation 3 on the new pair (trainer.train.prepare)
     )
 
 

@@ -24,14 +24,14 @@ from trainer.data.tario import RawSample
 
 @dataclass
 class Sample:
-    """One decoded sample; videos are float32 in [0, 1]."""
+    """One decoded sample; videos are uint8 in [0, 255], alpha float32 in [0, 1]."""
 
     key: str
     blend: str
-    v1: torch.Tensor  # (3, T, H, W)
-    v2: torch.Tensor  # (3, T, H, W)
-    alpha: torch.Tensor  # (1, T, H, W)
-    mix: torch.Tensor  # (3, T, H, W): decoded mix.mp4, or equation 3 on v1, v2, alpha
+    v1: torch.Tensor  # (3, T, H, W) uint8
+    v2: torch.Tensor  # (3, T, H, W) uint8
+    alpha: torch.Tensor  # (1, T, H, W) float32
+    mix: torch.Tensor | None  # (3, T, H, W) uint8 decoded mix.mp4, or None (computed later)
     a1: torch.Tensor  # (1, n_mels, frames) log-mel of V1's audio; zeros when absent
     a2: torch.Tensor  # (1, n_mels, frames) log-mel of V2's audio; zeros when absent
     has_a1: bool
@@ -100,12 +100,11 @@ def select(
 
 
 def video_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> contiguous (3, T, H, W) float32 in [0, 1].
+    """(T, H, W, 3) uint8 -> contiguous (3, T, H, W) uint8 (converted to float on the device).
 
-    The uint8 transpose is copied first: ``permute(...).float()`` would keep the channels-last
-    strides and make every later op on the batch several times slower."""
-    planar = np.ascontiguousarray(frames.transpose(3, 0, 1, 2))  # (3, T, H, W) uint8
-    return torch.from_numpy(planar).float().div_(255.0)
+    The transpose is copied: a permuted view would keep channels-last strides and make every
+    later op on the batch several times slower."""
+    return torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2)))
 
 
 def _video(raw: RawSample, name: str, shape: tuple[int, int, int], step: int) -> torch.Tensor:
@@ -160,10 +159,8 @@ def decode_sample(
         v1=v1,
         v2=v2,
         alpha=alpha_t,
-        # equation 3 on the decoded layers: exact, and one video fewer to decode than mix.mp4
-        mix=_video(raw, "mix.mp4", shape, frame_stride)
-        if need_mix
-        else alpha_t * v1 + (1.0 - alpha_t) * v2,
+        # without the stored mix, the trainer computes equation 3 on the decoded layers (exact)
+        mix=_video(raw, "mix.mp4", shape, frame_stride) if need_mix else None,
         a1=_audio(raw, "a1", meta, n_mels, n_fft, hop_length),
         a2=_audio(raw, "a2", meta, n_mels, n_fft, hop_length),
         has_a1=audio_member(raw, "a1") is not None,

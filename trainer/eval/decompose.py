@@ -185,7 +185,10 @@ def decompose(
                 t = frames.shape[0]
                 if t == 0:
                     break
-                clip = _pad_time(video_tensor(frames).unsqueeze(0), window).to(loaded.device)
+                clip = (
+                    _pad_time(video_tensor(frames).unsqueeze(0), window).to(loaded.device).float()
+                    / 255
+                )
                 audio = None
                 if use_audio:
                     audio = _window_audio(

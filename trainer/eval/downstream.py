@@ -253,7 +253,10 @@ def _clips_and_labels(shards: str | Path) -> tuple[Tensor, list[str]]:
     labels = read_labels(shards)
     clips: list[Tensor] = []
     names: list[str] = []
-    for batch in validation_batches(DataConfig(shards=str(shards)), shards, batch_size=8):
+    from trainer.train import prepare
+
+    for raw in validation_batches(DataConfig(shards=str(shards)), shards, batch_size=8):
+        batch = prepare(raw, torch.device("cpu"), pixel_pool=1, channels_last=False)  # float
         for which, column in (("v1", 0), ("v2", 1)):
             small = F.interpolate(batch[which], size=[16, 32, 32], mode="trilinear")
             for i, key in enumerate(batch["key"]):
