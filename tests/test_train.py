@@ -361,3 +361,51 @@ def test_training_step_benchmark_covers_every_model():
     assert [r["model"] for r in rows] == list(MODEL_KINDS)
     assert all(r["step_s"] > 0 and r["params"] > 0 for r in rows)
     assert markdown(rows).count("\n| ") == len(MODEL_KINDS) + 1  # header + one row per model
+
+
+def _ddp_shard_worker(rank: int, port: int, run: str, shards: str, out: str) -> None:
+    import os
+
+    import trainer.data
+
+    torch.set_num_threads(1)
+    os.environ |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+    os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    real, seen = trainer.data.make_loader, []
+
+    def recording_loader(cfg, rank=0, world_size=1):  # the trainer's loader, keys written down
+        loader = real(cfg, rank=rank, world_size=world_size)
+
+        class Recorded:
+            def __iter__(self):
+                for batch in loader:
+                    seen.extend(batch["key"])
+                    yield batch
+
+            def __getattr__(self, name):
+                return getattr(loader, name)
+
+        return Recorded()
+
+    trainer.data.make_loader = recording_loader
+    opts = [f"data.shards={shards}", "data.workers=0", "data.resampled=false", "data.remix=false"]
+    opts += ["data.augment=false", "data.shuffle_buffer=0", "optim.batch=4", "optim.steps=2"]
+    summary = train(small_cfg(Path(run), "c2", *opts))
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"summary": summary, "keys": seen}))
+
+
+def test_ddp_ranks_read_disjoint_shards_and_end_with_identical_weights(tmp_path):
+    rng = np.random.default_rng(1)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(4):  # 4 shards of 2 samples: key index // 2 is the shard
+        with wds.TarWriter(str(shards / f"shard-{s:06d}.tar")) as sink:
+            for i in range(2):
+                sink.write(_shard_sample(2 * s + i, rng))
+    args = (_free_port(), str(tmp_path / "run"), str(shards), str(tmp_path))
+    mp.start_processes(_ddp_shard_worker, args=args, nprocs=2, join=True, start_method="fork")
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    shards_of = [{int(k) // 2 for k in r["keys"]} for r in (r0, r1)]
+    assert shards_of == [{0, 2}, {1, 3}]  # split_by_node: every other shard, disjoint
+    assert sorted(r0["keys"] + r1["keys"]) == [f"{i:09d}" for i in range(8)]
+    assert r0["summary"]["params_sha256"] == r1["summary"]["params_sha256"]
