@@ -17,8 +17,6 @@ import webdataset as wds
 from blendkit import codec
 from blendkit.blend import blend
 
-AUDIO_EXTENSIONS = ("m4a", "flac")
-
 
 def list_shard_files(folder: Path) -> list[Path]:
     folder = Path(folder)
@@ -37,10 +35,8 @@ def iter_samples(shard: Path):
 
 def audio_member(sample: dict, name: str) -> bytes | None:
     """The bytes of audio member ``name`` (a1 or a2), whatever codec it was stored with."""
-    for ext in AUDIO_EXTENSIONS:
-        if f"{name}.{ext}" in sample:
-            return sample[f"{name}.{ext}"]
-    return None
+    member = codec.audio_member_name(sample, name)
+    return None if member is None else sample[member]
 
 
 def verify_sample(sample: dict, meta: dict, min_psnr: float = 40.0) -> list[str]:
@@ -107,7 +103,9 @@ def inspect_shards(
                     failures.append({"sample": key, "reason": f"unreadable: {e}"})
         except Exception as e:  # a broken tar stream: report it, keep going with the next shard
             failures.append({"sample": shard.name, "reason": f"unreadable shard: {e}"})
-    audio = {name: sum(members[f"{name}.{e}"] for e in AUDIO_EXTENSIONS) for name in ("a1", "a2")}
+    audio = {
+        name: sum(members[f"{name}.{e}"] for e in codec.AUDIO_EXTENSIONS) for name in ("a1", "a2")
+    }
     result = {
         "folder": str(folder),
         "shards": len(shards),

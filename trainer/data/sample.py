@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from blendkit.codec import decode_alpha, decode_audio, decode_video
+from blendkit.codec import audio_member_name, decode_alpha, decode_audio, decode_video
 from trainer.audio_features import log_mel, silent_log_mel
 from trainer.data.stats import LoaderStats
 from trainer.data.tario import RawSample
@@ -38,15 +38,9 @@ class Sample:
     has_a2: bool
 
 
-AUDIO_EXTENSIONS = ("m4a", "flac")  # contract: AAC in m4a by default, FLAC on request
-
-
 def audio_member(raw: RawSample, track: str) -> str | None:
     """The member name holding ``track`` ("a1" or "a2") audio, or None when it is absent."""
-    for ext in AUDIO_EXTENSIONS:
-        if f"{track}.{ext}" in raw:
-            return f"{track}.{ext}"
-    return None
+    return audio_member_name(raw, track)
 
 
 class SampleError(ValueError):
