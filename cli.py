@@ -28,13 +28,24 @@ def _warn_skip(skip) -> None:
     tqdm.write(f"warning: skipped {skip.path or skip.youtube_id}: {skip.reason}", file=sys.stderr)
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was set on the command line (not left at its default)."""
+    param = {"ray_address": "address"}.get(name, name)
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 @app.command("make-shards")
 def make_shards_cmd(
+    ctx: typer.Context,
     source: Path = typer.Argument(..., help="Kinetics-layout folder (flat or per-label)."),
     out: str = typer.Option("shards/out", "--out", help="Output folder or fsspec URL."),
     annotations: Path | None = typer.Option(None, help="Kinetics CSV (label,youtube_id,...)."),
     split: str | None = typer.Option(None, help="Keep CSV rows of this split only."),
     blend: str = typer.Option("both", help="transparent | occlusion | both"),
+    pairing: str = typer.Option(
+        "chain", help="chain: V2 is the next sample's V1 clip (each clip used twice) | draw."
+    ),
     num_samples: int | None = typer.Option(None, help="Samples to write [one per usable video]."),
     samples_per_shard: int = typer.Option(100, help="Samples per tar shard."),
     workers: int = typer.Option(1, help="Worker processes (local engine)."),
@@ -64,6 +75,7 @@ def make_shards_cmd(
         annotations=str(annotations) if annotations else None,
         split=split,
         blend=blend,
+        pairing=pairing,
         num_samples=num_samples,
         samples_per_shard=samples_per_shard,
         workers=workers,
@@ -80,7 +92,8 @@ def make_shards_cmd(
         base = json.loads(config.read_text()) if config else {}
         if n_segments is not None:
             base.setdefault("superpixels", {})["n_segments"] = n_segments
-        cfg = from_dict(ShardConfig, {**base, **options})
+        given = {k: v for k, v in options.items() if k not in base or _given(ctx, k)}
+        cfg = from_dict(ShardConfig, {**base, **given})
         summary = make_shards(cfg, progress=not quiet, on_skip=_warn_skip)
     except (ConfigError, *USER_ERRORS) as e:
         _fail(str(e))

@@ -161,5 +161,6 @@ def decode_alpha(data: bytes) -> np.ndarray:
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     """Peak signal-to-noise ratio in dB between two arrays on the same scale (inf when equal)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    diff = np.subtract(a, b, dtype=np.float32)  # float32 differences, summed in float64
+    mse = float(np.square(diff, out=diff).sum(dtype=np.float64)) / max(1, diff.size)
     return float("inf") if mse == 0.0 else 10.0 * np.log10(peak * peak / mse)

@@ -28,6 +28,7 @@ class ShardConfig:
     annotations: str | None = None
     split: str | None = None
     blend: str = "both"  # transparent | occlusion | both (alternating by sample index)
+    pairing: str = "chain"  # chain: V2 is the next sample's V1 clip (sample.py) | draw: at random
     num_samples: int | None = None  # default: one per usable source video
     samples_per_shard: int = 100
     workers: int = 1  # local engine: worker processes
@@ -54,6 +55,8 @@ class ShardConfig:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if self.num_samples is not None and self.num_samples < 1:
             raise ConfigError(f"num_samples: must be at least 1, got {self.num_samples}")
+        if self.pairing not in ("chain", "draw"):
+            raise ConfigError(f"pairing: {self.pairing!r} is not chain or draw")
         if self.engine not in ("local", "ray"):
             raise ConfigError(f"engine: {self.engine!r} is not local or ray")
         if self.audio_codec not in ("aac", "flac"):

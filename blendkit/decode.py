@@ -17,6 +17,14 @@ chose:
   x264 4:4:4 files decode garbage after a seek otherwise), drop frames decoded after a seek until
   the first key frame, check that this key frame's time is ``<= start_s``, and otherwise decode
   from the beginning of a freshly opened file.
+* Skipping. Frames more than ``SKIP_MARGIN_S`` before the window are only decoded when other
+  frames reference them: until the first packet at or after that point, the decoder runs with
+  ``skip_frame="NONREF"`` (exact: a non-reference picture changes no other picture). On H.264
+  with B-frames this halves the decoding before the window, which is most of a clip's cost when
+  the key frame is seconds earlier. A B-frame on screen at the window's start is never skipped
+  (the later picture it references comes first in decode order and ends skipping); should a
+  skipped picture still be one a target needs (a non-reference P-frame), the clip is decoded
+  again without skipping.
 * Resizing. Conversion to RGB and resizing happen in one swscale call through one reused
   ``VideoReformatter`` with area interpolation (2.5-3x faster than ``to_ndarray`` followed by
   ``cv2.resize``); only frames that are actually output are converted, each once.
@@ -47,6 +55,7 @@ TIME_EPS_S = 1e-4  # slack when comparing frame times with output times (< 1/200
 MAX_AUDIO_PAD_S = 0.05  # missing audio at a window edge that is zero-filled
 AUDIO_PREROLL_S = 0.25  # seek this far before an audio window (codec priming, MDCT overlap)
 FRESH_DECODE_S = 1.0  # windows starting earlier than this decode from the start, no seek
+SKIP_MARGIN_S = 0.5  # non-reference pictures earlier than this before a window are not decoded
 
 
 class DecodeError(Exception):
@@ -91,6 +100,11 @@ class VideoDecoder:
         self._reformatter = VideoReformatter()
         self._container_used = False
         self._audio_container: av.container.InputContainer | None = None
+        self.skipped = 0  # pictures the last ``frames`` call did not decode (see "Skipping")
+        self.redecoded = 0  # clips decoded again because a skipped picture was needed
+        self._skip_before_pts: int | None = None  # see _decoded
+        self._sent_while_skipping: set[int] = set()
+        self._seen_pts: set[int | None] = set()
         self._container = _open(self.path)
         try:
             self.info, scanned = _probe(self._container)
@@ -135,13 +149,39 @@ class VideoDecoder:
         if n == 0:
             return out
         targets = start_s + np.arange(n) / fps
+        skip_until = start_s - SKIP_MARGIN_S
+        first_t = self._fill(out, targets, skip_until if skip_until > 0 else None)
+        skipped = self._skipped_s()
+        self.skipped = len(skipped)
+        if any(first_t < t <= start_s + TIME_EPS_S for t in skipped):
+            log.debug(
+                "%s: a skipped picture is on screen at %.3fs: decode again", self.path, start_s
+            )
+            self.redecoded += 1
+            self._reset()
+            self._fill(out, targets, None)
+            self.skipped = 0
+        return out
+
+    def _fill(self, out: np.ndarray, targets: np.ndarray, skip_until_s: float | None) -> float:
+        """Decode the frames on screen at ``targets`` into ``out``; returns the time of the frame
+        shown at ``targets[0]``. Non-reference pictures before ``skip_until_s`` are skipped."""
+        n, out_h, out_w = out.shape[:3]
+        start_s = float(targets[0])
+        self._skip_before_pts = (
+            None if skip_until_s is None else self._origin_pts + math.floor(skip_until_s / self._tb)
+        )
+        self._sent_while_skipping = set()
+        self._seen_pts = set()
         k = 0
+        first_t = None
         held = None  # (time_s, frame): the last frame at or before the current target
         written = None  # the frame last converted into `out`, and where
         for t, frame in self._frames_from(start_s):
             if held is None:
                 held = (t, frame)  # times before the first frame show the first frame
             while k < n and targets[k] < t - TIME_EPS_S:
+                first_t = held[0] if k == 0 else first_t
                 written = self._emit(out, k, held[1], written, out_w, out_h)
                 k += 1
             if k == n:
@@ -151,12 +191,19 @@ class VideoDecoder:
             if held is not None:
                 end_t = held[0] + self._frame_duration_s(held[1])
                 while k < n and targets[k] < end_t - TIME_EPS_S:
+                    first_t = held[0] if k == 0 else first_t
                     written = self._emit(out, k, held[1], written, out_w, out_h)
                     k += 1
         self._fresh = None  # the container is mid-stream now
+        self._skip_before_pts = None
         if k < n:
             raise DecodeError(f"truncated: got {k} of {n} frames")
-        return out
+        return first_t
+
+    def _skipped_s(self) -> list[float]:
+        """Times of the pictures sent to the decoder while skipping that never came out."""
+        missing = self._sent_while_skipping - self._seen_pts
+        return [pts_to_seconds(p - self._origin_pts, self._tb) for p in missing]
 
     def _out_size(self, short_side: int | None) -> tuple[int, int]:
         w, h = self._first.width, self._first.height
@@ -218,13 +265,27 @@ class VideoDecoder:
         self._fresh = chain([first], decoded)  # frames from the beginning, not yet consumed
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
-        """Decoded frames of the video stream from the container's current position."""
+        """Decoded frames of the video stream from the container's current position; skips
+        non-reference pictures while packets are before ``_skip_before_pts`` (see ``_fill``)."""
+        cc = self._stream.codec_context
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0 and packet.pts is not None:
                     continue  # an empty packet ("repeat the last frame" in Ogg/Theora), not EOF
+                skipping = self._skip_before_pts is not None and (
+                    packet.pts is not None and packet.pts < self._skip_before_pts
+                )
+                if not skipping:
+                    self._skip_before_pts = None  # once past the point, never skip again
+                mode = "NONREF" if skipping else "DEFAULT"
+                if cc.skip_frame != mode:
+                    cc.skip_frame = mode
+                if skipping:
+                    self._sent_while_skipping.add(packet.pts)
                 try:
-                    yield from packet.decode()
+                    for frame in packet.decode():
+                        self._seen_pts.add(frame.pts)
+                        yield frame
                 except av.error.InvalidDataError as e:  # a damaged packet: skip it
                     log.debug("%s: skipping undecodable packet: %s", self.path, e)
         except av.error.FFmpegError as e:  # demuxing failed (e.g. a cut file): stream ends

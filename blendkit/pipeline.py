@@ -6,7 +6,8 @@ Stages, composed in :func:`make_shards`:
 2. **probe**  open every item (in parallel) -> usable sources; zero-byte, unopenable, video-less and
    too-short files become skips
 3. **plan**   sample ``i`` takes V1 = ``order[i % U]`` (a seeded permutation of the usable sources)
-   and the blend kind ``kinds[i % len(kinds)]``; shard ``s`` holds samples ``[s*K, (s+1)*K)``
+   and the blend kind ``kinds[i % len(kinds)]``; shard ``s`` holds samples ``[s*K, (s+1)*K)``, and
+   V2 is the next sample's V1 clip within the shard (``sample.py``, "Pairing")
 4. **shards** each unfinished shard is one independent task (see ``sample.py``), run by an engine
    (``engines.py``: this process, a process pool, or Ray); finished shards are kept, so rerunning
    the same command resumes
@@ -40,7 +41,7 @@ from blendkit.config import ConfigError, ShardConfig, from_dict
 from blendkit.decode import DecodeError, probe
 from blendkit.engines import Engine, make_engine
 from blendkit.kinetics import Skip, VideoItem, index_source
-from blendkit.sample import Source, make_sample
+from blendkit.sample import ShardClips, Source, make_sample
 from blendkit.storage import FsspecStore, LocalStore, open_store
 from blendkit.writer import shard_paths
 
@@ -106,12 +107,15 @@ def make_shard(index: int, start: int, stop: int) -> tuple[int, dict, dict[str, 
     t_put = None
     with open_store(cfg.out).shard_writer(index) as writer:
         try:
+            clips = ShardClips(start, stop, order, sources, cfg)
             for i in range(start, stop):
                 try:
-                    result = make_sample(i, order[i % len(order)], sources, cfg)
+                    result = make_sample(i, clips, cfg)
                 except DecodeError as e:
                     failed.append({"index": i, "reason": str(e)})
                     continue
+                finally:
+                    clips.done(i)
                 t0 = time.perf_counter()
                 size = writer.write(result.key, result.members, result.meta)
                 seconds.update(result.seconds)

@@ -1,21 +1,31 @@
-"""Make one blended sample: the stages decode -> clip -> alpha -> encode -> blend, for one index.
+"""Make the blended samples of one shard: decode -> clip -> encode, then alpha -> blend per sample.
+
+Pairing. Sample ``i`` takes as V1 a clip of source ``order[i % U]``. With ``pairing="chain"``
+(default) its V2 is the V1 clip of the next sample of the same shard, and the shard's last sample
+takes the first one's: every clip is decoded, encoded and decoded back once and serves two
+samples (V1 of one, V2 of another), which halves the work per sample. With ``pairing="draw"``, or
+where the chain cannot give a different video (a one-sample shard, the same source twice, a clip
+that failed), V2 is drawn at random among the other sources.
 
 Everything random about sample ``i`` comes from its own generator, seeded from the run seed and
-``i`` alone, so a sample's bytes do not depend on which process makes it or in which order. A source
-that fails to decode is recorded as a skip and replaced by another draw from the same generator.
+``i`` alone: first the draws of its V1 clip (start time and crop), then its own (a V2 draw, the
+superpixel). A shard's bytes therefore depend only on its samples' indices, not on which process
+makes it. A source that fails to decode is recorded as a skip and replaced by another draw from the
+same generator.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from blendkit import codec
-from blendkit.blend import blend, occlusion_alpha, transparent_alpha
+from blendkit.blend import blend, occlusion_alpha, to_uint8, transparent_alpha
 from blendkit.config import ShardConfig
 from blendkit.decode import DecodeError, ProbeInfo, VideoDecoder
 from blendkit.kinetics import Skip, VideoItem
@@ -100,9 +110,33 @@ def cut_clip(source: Source, cfg: ShardConfig, rng: np.random.Generator, timer: 
     return Clip(frames, audio, meta)
 
 
+@dataclass
+class StoredClip:
+    """A clip as it goes into shards: cut once, encoded once, and decoded back once."""
+
+    source: int  # index into the usable sources
+    clip: Clip
+    video: bytes  # mp4 member
+    decoded: np.ndarray  # (T, crop, crop, 3) uint8: what a reader of `video` sees
+    audio: bytes | None  # audio member, None if the source has none
+    rng: np.random.Generator  # the generator of the sample this clip is V1 of
+
+
+def store_clip(
+    source: int, clip: Clip, rng: np.random.Generator, cfg: ShardConfig, timer: Timer
+) -> StoredClip:
+    with timer("encode"):
+        video = codec.encode_video(clip.frames, cfg.fps, cfg.crf, cfg.preset)
+        decoded = codec.decode_video(video)
+        audio = None
+        if clip.audio is not None:
+            audio = codec.encode_audio(clip.audio, cfg.audio_rate, cfg.audio_codec)
+    return StoredClip(source, clip, video, decoded, audio, rng)
+
+
 def _draw_clip(
     sources: list[Source], cfg: ShardConfig, rng, avoid: int, bad: set[int], skips, timer
-) -> tuple[int, Clip]:
+) -> StoredClip:
     """Draw a source other than ``avoid`` until one yields a clip; failures become skips and join
     ``bad``. Draws depend only on the generator and on which sources failed, never on timing."""
     for _ in range(MAX_DRAWS):
@@ -112,26 +146,85 @@ def _draw_clip(
         while j == avoid or j in bad:
             j = int(rng.integers(len(sources)))
         try:
-            return j, cut_clip(sources[j], cfg, rng, timer)
+            clip = cut_clip(sources[j], cfg, rng, timer)
         except DecodeError as e:
             bad.add(j)
             skips.append(Skip(sources[j].item.youtube_id, sources[j].item.rel, str(e)))
+            continue
+        return store_clip(j, clip, rng, cfg, timer)
     raise DecodeError(f"no decodable source found in {MAX_DRAWS} draws")
 
 
-def encode_blend(v1: np.ndarray, v2: np.ndarray, alpha: np.ndarray, cfg: ShardConfig, timer):
-    """Encode v1 and v2, blend their *decoded* frames, encode the mix until it meets the PSNR bar.
+class ShardClips:
+    """The V1 clips of samples ``start..stop-1``, each cut and stored once, on demand.
+
+    ``v1(i)`` is sample ``i``'s V1 clip (its source ``order[i % U]``, or a fresh draw if that one
+    fails); ``v2(i)`` its V2 (see the module docstring). A clip is kept until the samples that
+    use it are done: at most the shard's first clip and two more are held at a time.
+    """
+
+    def __init__(
+        self, start: int, stop: int, order: Sequence[int], sources: list[Source], cfg: ShardConfig
+    ) -> None:
+        self.start, self.stop = start, stop
+        self.order, self.sources, self.cfg = order, sources, cfg
+        self._clips: dict[int, StoredClip | DecodeError] = {}
+
+    def v1(self, i: int, timer: Timer, skips: list[Skip]) -> StoredClip:
+        if i not in self._clips:
+            self._clips[i] = self._cut(i, timer, skips)
+        clip = self._clips[i]
+        if isinstance(clip, DecodeError):
+            raise clip
+        return clip
+
+    def v2(self, i: int, timer: Timer, skips: list[Skip]) -> tuple[StoredClip, str]:
+        """Sample ``i``'s V2 and how it was paired (``"chain"`` or ``"draw"``); call after
+        ``v1(i)``."""
+        first = self.v1(i, timer, skips)
+        nxt = self.start + (i + 1 - self.start) % (self.stop - self.start)
+        if self.cfg.pairing == "chain" and nxt != i:
+            try:
+                clip = self.v1(nxt, timer, skips)
+                if clip.source != first.source:
+                    return clip, "chain"
+            except DecodeError:
+                pass  # sample nxt fails on its own; this one draws instead
+        return _draw_clip(self.sources, self.cfg, first.rng, first.source, set(), skips, timer), (
+            "draw"
+        )
+
+    def done(self, i: int) -> None:
+        """Sample ``i`` is over: forget the clips no later sample of the shard needs."""
+        last = i == self.stop - 1
+        for j in [j for j in self._clips if j <= i and (j != self.start or last)]:
+            del self._clips[j]
+
+    def _cut(self, i: int, timer: Timer, skips: list[Skip]) -> StoredClip | DecodeError:
+        rng = np.random.default_rng(sample_seed(self.cfg.seed, i))
+        first = self.order[i % len(self.order)]
+        try:
+            return store_clip(
+                first, cut_clip(self.sources[first], self.cfg, rng, timer), rng, self.cfg, timer
+            )
+        except DecodeError as e:
+            src = self.sources[first].item
+            skips.append(Skip(src.youtube_id, src.rel, str(e)))
+        try:
+            return _draw_clip(self.sources, self.cfg, rng, -1, {first}, skips, timer)
+        except DecodeError as e:
+            return e
+
+
+def mix_members(v1: StoredClip, v2: StoredClip, alpha: np.ndarray, cfg: ShardConfig, timer):
+    """Blend the *decoded* v1 and v2 and encode the mix until it meets the PSNR bar.
 
     Returns (members, video meta). Blending the decoded frames makes the identity
     mix = alpha*v1 + (1-alpha)*v2 hold on exactly what a reader of the shard sees.
     """
-    with timer("encode"):
-        b1 = codec.encode_video(v1, cfg.fps, cfg.crf, cfg.preset)
-        b2 = codec.encode_video(v2, cfg.fps, cfg.crf, cfg.preset)
-        d1, d2 = codec.decode_video(b1), codec.decode_video(b2)
     with timer("blend"):
-        target = blend(d1, d2, alpha)
-        mix = np.clip(np.rint(target), 0, 255).astype(np.uint8)
+        target = blend(v1.decoded, v2.decoded, alpha)
+        mix = to_uint8(target)
     crf = cfg.mix_crf
     with timer("encode"):
         while True:
@@ -140,6 +233,12 @@ def encode_blend(v1: np.ndarray, v2: np.ndarray, alpha: np.ndarray, cfg: ShardCo
             if quality >= cfg.min_mix_psnr or crf == 0:
                 break
             crf = max(0, crf - 3)
+        members = {"mix.mp4": bmix, "v1.mp4": v1.video, "v2.mp4": v2.video}
+        members["alpha.npz"] = codec.encode_alpha(alpha)
+        ext = codec.audio_extension(cfg.audio_codec)
+        for name, clip in (("a1", v1), ("a2", v2)):
+            if clip.audio is not None:
+                members[f"{name}.{ext}"] = clip.audio
     video_meta = {
         "codec": "h264",
         "pix_fmt": codec.PIX_FMT,
@@ -147,27 +246,22 @@ def encode_blend(v1: np.ndarray, v2: np.ndarray, alpha: np.ndarray, cfg: ShardCo
         "mix_crf": crf,
         "mix_psnr_db": round(quality, 3) if np.isfinite(quality) else 99.0,
     }
-    return {"mix.mp4": bmix, "v1.mp4": b1, "v2.mp4": b2}, video_meta
+    return members, video_meta
 
 
-def make_sample(index: int, first: int, sources: list[Source], cfg: ShardConfig) -> SampleResult:
-    """Sample ``index`` with V1 = ``sources[first]`` (replaced by a fresh draw if it fails)."""
-    seed = sample_seed(cfg.seed, index)
-    rng = np.random.default_rng(seed)
+def make_sample(index: int, clips: ShardClips, cfg: ShardConfig) -> SampleResult:
+    """Sample ``index`` of the shard whose clips ``clips`` holds; raises ``DecodeError`` when no
+    clip can be had for it."""
     kind = cfg.kinds[index % len(cfg.kinds)]
-    timer, skips, bad = Timer(), [], set()
-    try:
-        c1 = cut_clip(sources[first], cfg, rng, timer)
-    except DecodeError as e:
-        bad.add(first)
-        skips.append(Skip(sources[first].item.youtube_id, sources[first].item.rel, str(e)))
-        first, c1 = _draw_clip(sources, cfg, rng, -1, bad, skips, timer)
-    _, c2 = _draw_clip(sources, cfg, rng, first, bad, skips, timer)
+    timer, skips = Timer(), []
+    c1 = clips.v1(index, timer, skips)
+    c2, pairing = clips.v2(index, timer, skips)
+    rng = c1.rng
 
     sp_meta = None
     if kind == "occlusion":
         with timer("slic"):
-            labels, compactness = occlusion_superpixels(c1.frames, cfg.superpixels)
+            labels, compactness = occlusion_superpixels(c1.clip.frames, cfg.superpixels)
             label, mask = choose_superpixel(labels, rng, cfg.superpixels)
         alpha = occlusion_alpha(mask)
         voxels = int(mask.sum())
@@ -179,30 +273,23 @@ def make_sample(index: int, first: int, sources: list[Source], cfg: ShardConfig)
             "compactness": compactness,
         }
     else:
-        alpha = transparent_alpha(c1.frames.shape[:3])
-    members, video_meta = encode_blend(c1.frames, c2.frames, alpha, cfg, timer)
-    with timer("encode"):
-        members["alpha.npz"] = codec.encode_alpha(alpha)
-        ext = codec.audio_extension(cfg.audio_codec)
-        for name, clip in (("a1", c1), ("a2", c2)):
-            if clip.audio is not None:
-                members[f"{name}.{ext}"] = codec.encode_audio(
-                    clip.audio, cfg.audio_rate, cfg.audio_codec
-                )
+        alpha = transparent_alpha(c1.clip.frames.shape[:3])
+    members, video_meta = mix_members(c1, c2, alpha, cfg, timer)
     key = f"{index:09d}"
     meta = {
         "key": key,
         "index": index,
         "blend": kind,
-        "seed": seed,
+        "seed": sample_seed(cfg.seed, index),
+        "pairing": pairing,
         "fps": cfg.fps,
         "frames": cfg.frames,
         "height": cfg.crop,
         "width": cfg.crop,
         "audio_rate": cfg.audio_rate,
         "audio_samples": cfg.audio_samples,
-        "v1": c1.meta,
-        "v2": c2.meta,
+        "v1": c1.clip.meta,
+        "v2": c2.clip.meta,
         "superpixel": sp_meta,
         "video": video_meta,
     }

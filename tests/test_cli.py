@@ -39,3 +39,13 @@ def test_unreadable_annotations(tmp_path):
     csv.write_text("nothing,useful\n")
     result = runner.invoke(app, ["make-shards", str(tmp_path), "--annotations", str(csv)])
     _one_line_error(result, "a.csv", "missing column")
+
+
+def test_config_file_values_hold_unless_given_on_the_command_line(tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text('{"blend": "fuzzy", "pairing": "draw"}')
+    result = runner.invoke(app, ["make-shards", str(tmp_path), "--config", str(config)])
+    _one_line_error(result, "blend", "fuzzy")  # the file's value, not the option's default
+    given = ["--config", str(config), "--blend", "transparent", "--pairing", "sideways"]
+    result = runner.invoke(app, ["make-shards", str(tmp_path), *given])
+    _one_line_error(result, "pairing", "sideways")

@@ -196,6 +196,27 @@ def test_seek_equals_decoding_from_start(media):
     assert frame_indices(again) == frame_indices(whole[51:71])
 
 
+def test_nonreference_pictures_before_the_window_are_not_decoded(media):
+    path, _ = media("onegop.mp4", fps=30, n_frames=150, gop=150)  # one key frame, B-frames
+    times = frame_times(150, 30)
+    with VideoDecoder(path) as dec:
+        got = frame_indices(dec.frames(3.3, 25, 25, None))
+        assert dec.skipped > 20 and dec.redecoded == 0  # of the 84 pictures before 2.8 s
+    assert got == expected_indices(times, 3.3, 25, 25)
+
+
+def test_a_skipped_picture_that_is_needed_is_decoded_again(media, monkeypatch):
+    # With B-frames this cannot happen (the later reference picture comes first in decode order
+    # and ends skipping), so the decoder is told that the picture on screen was skipped.
+    path, _ = media("onegop.mp4", fps=30, n_frames=150, gop=150)
+    times = frame_times(150, 30)
+    monkeypatch.setattr(VideoDecoder, "_skipped_s", lambda self: [3.305])  # frame 99 is at 3.3 s
+    with VideoDecoder(path) as dec:
+        got = frame_indices(dec.frames(3.31, 25, 25, None))
+        assert dec.redecoded == 1 and dec.skipped == 0
+    assert got == expected_indices(times, 3.31, 25, 25)
+
+
 class _LateSeek:
     """Container proxy whose seeks land 2 s after the target (an untrustworthy seek)."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import tarfile
 from pathlib import Path
@@ -182,6 +183,46 @@ def test_manifest_has_one_row_per_sample(made):
     assert table.num_rows == 8
     assert table.column("key").to_pylist() == [f"{i:09d}" for i in range(8)]
     assert set(table.column("shard").to_pylist()) == {f"shard-00000{i}.tar" for i in range(3)}
+
+
+def _samples_by_shard(out: Path, n_shards: int = 3) -> list[list[tuple[dict, dict]]]:
+    """Per shard, in key order: (metadata, members by name without the key) of every sample."""
+    shards = []
+    for i in range(n_shards):
+        members = _members(out / f"shard-{i:06d}.tar")
+        keys = sorted({name.split(".")[0] for name in members})
+        shards.append(
+            [
+                (
+                    json.loads(members[f"{k}.json"]),
+                    {n.split(".", 1)[1]: v for n, v in members.items() if n.startswith(k + ".")},
+                )
+                for k in keys
+            ]
+        )
+    return shards
+
+
+def test_chain_pairing_uses_every_clip_as_v1_once_and_v2_once(made):
+    out, _ = made
+    for shard in _samples_by_shard(out):
+        assert [meta["pairing"] for meta, _ in shard] == ["chain"] * len(shard)
+        for k, (meta, members) in enumerate(shard):
+            next_meta, next_members = shard[(k + 1) % len(shard)]
+            assert meta["v1"]["youtube_id"] != meta["v2"]["youtube_id"]
+            assert meta["v2"] == next_meta["v1"]
+            assert members["v2.mp4"] == next_members["v1.mp4"]
+            assert members.get("a2.m4a") == next_members.get("a1.m4a")
+
+
+def test_draw_pairing_draws_another_video_for_every_sample(dataset, tmp_path):
+    out = tmp_path / "draw"
+    make_shards(_cfg(dataset, out, pairing="draw"), progress=False)
+    samples = [s for shard in _samples_by_shard(out) for s in shard]
+    assert [meta["pairing"] for meta, _ in samples] == ["draw"] * 8
+    assert all(m["v1"]["youtube_id"] != m["v2"]["youtube_id"] for m, _ in samples)
+    reused = sum(a["v2.mp4"] == b["v1.mp4"] for (_, a), (_, b) in itertools.pairwise(samples))
+    assert reused == 0
 
 
 def test_same_bytes_whatever_the_number_of_workers(dataset, made, tmp_path):
