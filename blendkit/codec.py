@@ -68,23 +68,58 @@ def encode_video(frames: np.ndarray, fps: float, crf: int, preset: str = "medium
     return buf.getvalue()
 
 
+def _kept_frames(data: bytes, step: int):
+    """Decoded frames 0, step, 2*step, ... of the first video stream (every frame is decoded:
+    inter-frame coding needs them; only the kept ones are returned for conversion)."""
+    with av.open(io.BytesIO(data)) as container:
+        container.streams.video[0].thread_count = 1  # no decoder threads: one process per core
+        for i, frame in enumerate(container.decode(video=0)):
+            if i % step == 0:
+                yield frame
+
+
 def decode_video(data: bytes, step: int = 1) -> np.ndarray:
     """mp4 bytes -> (T, H, W, 3) uint8 RGB; with ``step`` k, frames 0, k, 2k, ... only.
 
-    Every frame is decoded (inter-frame coding needs them), but only the kept ones are converted
-    to RGB, which is most of the cost at 128x128.
+    Only the kept frames are converted to RGB, which is most of the cost at 128x128.
     """
     reformatter = VideoReformatter()  # one conversion context for all frames, not one per frame
-    with av.open(io.BytesIO(data)) as container:
-        container.streams.video[0].thread_count = 1  # no decoder threads: one process per core
-        frames = [
-            reformatter.reformat(f, format="rgb24", threads=1).to_ndarray()
-            for i, f in enumerate(container.decode(video=0))
-            if i % step == 0
-        ]
+    frames = [
+        reformatter.reformat(f, format="rgb24", threads=1).to_ndarray()
+        for f in _kept_frames(data, step)
+    ]
     if not frames:
         raise ValueError("no video frames")
     return np.stack(frames)
+
+
+def decode_video_yuv(data: bytes, step: int = 1) -> np.ndarray:
+    """mp4 bytes -> (3, T, H, W) uint8 Y, U, V planes at full resolution, as stored (4:4:4,
+    BT.601 limited range: ``trainer.colour.yuv_to_rgb`` turns them into RGB); frames 0, k, 2k...
+
+    The planes are copied straight out of the decoder's frames, with no colour conversion: about
+    a third of ``decode_video``'s cost goes. Video stored in another pixel format is converted to
+    yuv444p first.
+    """
+    reformatter = VideoReformatter()
+    frames: list[list[np.ndarray]] = []  # per frame, views of its Y, U, V planes
+    for frame in _kept_frames(data, step):
+        if frame.format.name != PIX_FMT:
+            frame = reformatter.reformat(frame, format=PIX_FMT, threads=1)
+        frames.append([_plane_view(plane) for plane in frame.planes])
+    if not frames:
+        raise ValueError("no video frames")
+    out = np.empty((3, len(frames), *frames[0][0].shape), np.uint8)  # (C, T, H, W)
+    for t, planes in enumerate(frames):
+        for c, rows in enumerate(planes):
+            out[c, t] = rows
+    return out
+
+
+def _plane_view(plane) -> np.ndarray:
+    """(H, W) uint8 view of one plane of a frame, without its row padding."""
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
 
 
 AUDIO_FORMATS = {"aac": ("m4a", "ipod"), "flac": ("flac", "flac")}  # codec -> (extension, muxer)

@@ -14,6 +14,7 @@ import webdataset as wds
 
 from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video, psnr
 from trainer.audio_features import log_mel, n_frames
+from trainer.colour import yuv_to_rgb
 from trainer.data import DataConfig, list_shards, make_loader
 from trainer.train import prepare
 
@@ -24,6 +25,12 @@ N_AUDIO = round(T / FPS * RATE)  # 5120
 PER_SHARD, N_SHARDS = 4, 3
 NO_A1 = {3, 10}  # V1 without audio
 NO_A2 = {1, 2, 7, 10}  # V2 without audio
+
+
+def rgb(planes: torch.Tensor) -> np.ndarray:
+    """A loader video, (3, T, H, W) uint8 Y, U, V planes -> (T, H, W, 3) uint8 RGB."""
+    converted = yuv_to_rgb(planes.unsqueeze(0))[0].mul(255).round().to(torch.uint8)
+    return converted.permute(1, 2, 3, 0).numpy()
 
 
 def clip(seed: int) -> np.ndarray:
@@ -175,8 +182,7 @@ def test_batch_shapes_dtypes_ranges_and_audio_flags(good):
             else:
                 assert s[track].abs().sum() > 0
         torch.testing.assert_close(s["alpha"][0], torch.from_numpy(alpha_for(i)), rtol=0, atol=0)
-        v1 = s["v1"].permute(1, 2, 3, 0).numpy()
-        assert psnr(v1, clip(2 * i)) > 35
+        assert psnr(rgb(s["v1"]), clip(2 * i)) > 35
     # a1 is the log-mel of the stored tone (FLAC is lossless at 16 bit)
     pcm16 = np.round(tone(0) * 32767.0).astype(np.int16).astype(np.float32) / 32768.0
     expected = log_mel(pcm16, RATE, 64, 512, 160)
@@ -190,7 +196,7 @@ def test_stored_mix_is_half_v1_plus_half_v2(good):
     assert len(got) == 6
     for s in got.values():
         assert s["mix"].dtype == torch.uint8
-        s = {k: s[k].float() / 255 for k in ("mix", "v1", "v2")}
+        s = {k: torch.from_numpy(rgb(s[k])).float() / 255 for k in ("mix", "v1", "v2")}
         expected = 0.5 * s["v1"] + 0.5 * s["v2"]
         # codec tolerance: mix is stored as a lossy mp4 (contract: >= 40 dB)
         assert psnr(s["mix"].numpy(), expected.numpy(), peak=1.0) > 40
@@ -260,7 +266,7 @@ def check_corrupt_run(batches, loader, samples):
     for key, s in unbatch(batches).items():  # what is left is whole, not zero-filled
         i = int(key)
         for name, seed in (("v1", 2 * i), ("v2", 2 * i + 1)):
-            assert psnr(s[name].permute(1, 2, 3, 0).numpy(), clip(seed)) > 35
+            assert psnr(rgb(s[name]), clip(seed)) > 35
         torch.testing.assert_close(s["alpha"][0], torch.from_numpy(alpha_for(i)), rtol=0, atol=0)
 
 
@@ -334,20 +340,32 @@ def test_augment_keeps_the_blend_identity_and_moves_every_member_alike():
     from trainer.data.sample import Sample
 
     g = torch.Generator().manual_seed(0)
-    v1, v2 = torch.rand(3, 4, 6, 5, generator=g), torch.rand(3, 4, 6, 5, generator=g)
+    v1, v2 = (torch.randint(16, 241, (3, 4, 6, 5), generator=g, dtype=torch.uint8) for _ in "12")
     alpha = (torch.rand(1, 4, 6, 5, generator=g) > 0.5).float()
+    mix = torch.where(alpha.bool(), v1, v2)  # occlusion: equation 3 on the stored planes
     a1 = torch.arange(8.0).reshape(1, 2, 4)
-    s = Sample(
-        "k", "occlusion", v1, v2, alpha, alpha * v1 + (1 - alpha) * v2, a1, a1 + 1, True, True
-    )
+    s = Sample("k", "occlusion", v1, v2, alpha, mix, a1, a1 + 1, True, True)
     seen = set()
-    for seed in range(40):
+    for seed in range(100):
         out = augment_sample(s, random.Random(seed))
-        torch.testing.assert_close(out.mix, out.alpha * out.v1 + (1 - out.alpha) * out.v2)
+        assert torch.equal(out.mix, torch.where(out.alpha.bool(), out.v1, out.v2))
         reversed_time = not torch.equal(out.a1, a1)
         if reversed_time:
             assert torch.equal(out.a1, a1.flip(-1))
-        # v1's pixel values are a permutation of the original's: nothing invented, nothing lost
-        assert torch.equal(out.v1.flatten().sort().values, v1.flatten().sort().values)
-        seen.add(reversed_time)
-    assert seen == {True, False}  # time runs backwards in some draws and forwards in others
+        # brightness is moved, never changed: Y holds the same values
+        assert torch.equal(out.v1[0].flatten().sort().values, v1[0].flatten().sort().values)
+        same_chroma = torch.equal(out.v1[1:].sum((1, 2, 3)), v1[1:].sum((1, 2, 3)))
+        seen.add((reversed_time, same_chroma))
+    assert seen == {(True, True), (True, False), (False, True), (False, False)}
+
+
+def test_chroma_symmetry_swaps_and_mirrors_u_and_v_around_grey():
+    from trainer.data.augment import chroma_symmetry
+
+    planes = torch.tensor([10, 20, 200], dtype=torch.uint8).view(3, 1, 1, 1)
+    assert chroma_symmetry(planes, False, False, False).flatten().tolist() == [10, 20, 200]
+    assert chroma_symmetry(planes, True, False, False).flatten().tolist() == [10, 200, 20]
+    assert chroma_symmetry(planes, True, True, False).flatten().tolist() == [10, 56, 20]
+    assert chroma_symmetry(planes, False, True, True).flatten().tolist() == [10, 236, 56]
+    grey = torch.tensor([0, 0, 128], dtype=torch.uint8).view(3, 1, 1, 1)
+    assert chroma_symmetry(grey, False, True, True).flatten().tolist() == [0, 255, 128]

@@ -14,9 +14,16 @@ import pytest
 import torch
 import webdataset as wds
 
-from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video
+from blendkit.codec import (
+    decode_video,
+    decode_video_yuv,
+    encode_alpha,
+    encode_audio,
+    encode_video,
+)
 from tests.media import make_not_video, make_video
 from trainer import checkpoint as ckpt
+from trainer.colour import yuv_to_rgb
 from trainer.config import apply_overrides, save_config, tiny
 from trainer.eval import decompose, evaluate, load_run, train_tiny_classifier
 from trainer.eval.downstream import (
@@ -43,10 +50,17 @@ def clip(seed: int) -> np.ndarray:
     return base.astype(np.uint8)
 
 
+def as_the_loader_decodes(data: bytes) -> np.ndarray:
+    """mp4 bytes -> (T, H, W, 3) float32 RGB on 0-255, converted as the trainer does (YUV planes
+    to RGB on the device, within one level of swscale's conversion)."""
+    rgb = yuv_to_rgb(torch.from_numpy(decode_video_yuv(data)).unsqueeze(0))[0]  # (3, T, H, W)
+    return (rgb * 255).permute(1, 2, 3, 0).numpy()
+
+
 def sample(index: int) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
     """Sample ``index`` (V1 = clip(2i), V2 = clip(2i+1)) and its decoded float videos."""
     v1_bytes, v2_bytes = (encode_video(clip(2 * index + k), FPS, 10, "ultrafast") for k in (0, 1))
-    v1, v2 = (decode_video(b).astype(np.float32) for b in (v1_bytes, v2_bytes))
+    v1, v2 = (as_the_loader_decodes(b) for b in (v1_bytes, v2_bytes))
     blend = "transparent" if index % 2 == 0 else "occlusion"
     alpha = np.full((T, S, S), 0.5, np.float32)
     if blend == "occlusion":

@@ -198,13 +198,15 @@ def test_config_resolution_and_errors() -> None:
 
 
 @pytest.mark.parametrize("name", ["centrifuge", "c2"])
-def test_input_skip_starts_every_output_at_the_input(name):
-    cfg = ModelConfig(n_outputs=2, n_layers=2, width=0.125, n_mels=16, input_skip=True)
+def test_input_skip_starts_every_output_near_the_input_and_no_two_alike(name):
+    cfg = ModelConfig(n_outputs=2, n_layers=2, width=0.125, input_skip=True, norm="group")
     model = build_model(name, cfg).eval()
     video = torch.rand(1, 3, 8, 32, 32) * 0.9 + 0.05
     with torch.no_grad():
         out = model(video).outputs  # (1, 2, 3, 8, 32, 32)
-    torch.testing.assert_close(out, video.unsqueeze(1).expand_as(out), atol=1e-5, rtol=0)
+    assert (out - video.unsqueeze(1)).abs().mean() < 0.01  # near the identity baseline
+    # but not exactly on it: identical outputs are a saddle of the PIT loss (init_correction)
+    assert (out[:, 0] - out[:, 1]).abs().max() > 1e-4
 
 
 def test_group_norm_replaces_every_batch_norm_and_is_batch_independent():

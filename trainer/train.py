@@ -58,6 +58,7 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from trainer import checkpoint as ckpt
+from trainer.colour import yuv_to_rgb
 from trainer.config import (
     RESUMABLE_KEYS,
     ConfigError,
@@ -179,21 +180,23 @@ VIDEO_KEYS = ("mix", "v1", "v2", "alpha")  # (B, C, T, H, W) members subsampled 
 def prepare(
     batch: Batch, device: torch.device, *, pixel_pool: int, channels_last: bool
 ) -> dict[str, Any]:
-    """A loader batch on the device as the model takes it: float videos in [0, 1], ``mix`` by
-    equation 3 when the loader did not decode the stored one, clips pooled, channels_last_3d
+    """A loader batch on the device as the model takes it: float RGB videos in [0, 1], ``mix``
+    by equation 3 when the loader did not decode the stored one, clips pooled, channels_last_3d
     if asked.
 
-    The loader ships uint8 videos (4x less to stack and copy) and leaves the float conversion
+    The loader ships uint8 Y, U, V planes as stored (4x less to stack and copy than float, and
+    no colour conversion on its CPU cores) and leaves the conversion to RGB (``trainer.colour``)
     and equation 3 to the device. ``pixel_pool`` average-pools k x k pixels after the mix is
     formed (1 for the paper; frames are subsampled in the loader, ``data.frame_stride``).
-    Float videos (tests, injected batches) pass unchanged. Non-tensors pass through.
+    Float videos (tests, injected batches) are taken as RGB and pass unchanged; non-tensors
+    pass through.
     """
     out: dict[str, Any] = {}
     for key, value in batch.items():
         if isinstance(value, Tensor):
             value = value.to(device, non_blocking=True)
-            if value.dtype == torch.uint8:
-                value = value.float().div_(255.0)
+            if key in VIDEO_KEYS and value.dtype == torch.uint8:
+                value = yuv_to_rgb(value)  # (B, 3, T, H, W) float RGB in [0, 1]
         out[key] = value
     if "mix" not in out and "alpha" in out:
         out["mix"] = out["alpha"] * out["v1"] + (1.0 - out["alpha"]) * out["v2"]  # eq. 3
@@ -260,9 +263,7 @@ def _val_batches(cfg: TrainConfig) -> Iterator[Batch]:
     """The fixed validation set: the first ``cfg.val_batches`` batches, read in order."""
     from trainer.data import make_loader
 
-    val = dataclasses.replace(
-        cfg.data, shards=cfg.val_shards, resampled=False, shuffle_buffer=0, remix=False
-    )
+    val = cfg.data.fixed_pass(cfg.val_shards)
     return islice(iter(make_loader(val, rank=0, world_size=1)), cfg.val_batches)
 
 

@@ -1,4 +1,4 @@
-"""Stage: random flips, time reversal and colour-channel permutation of whole samples.
+"""Stage: random flips, time reversal and chroma symmetries of whole samples.
 
 Not in the paper, which trains on 16M blends of 480k Kinetics videos; a small shard set (the
 demo's 160 clips) is memorised instead: a tiny C2 reached 0.84x the identity baseline on its
@@ -6,6 +6,10 @@ training mixtures and stayed at 1.00x on unseen validation videos. Each transfor
 every member of a sample alike (mix, v1, v2, alpha, and the log-mel time axis for time
 reversal), so ``mix = alpha * v1 + (1 - alpha) * v2`` and the audio-visual alignment still hold.
 Draws use ``rng`` only, so a stream is reproducible given the seed.
+
+Colour: the loader's videos are Y, U, V planes (``trainer.colour``), so colours change by one of the
+eight symmetries of the chroma plane around grey (swap U and V, mirror U, mirror V: U -> 256 - U),
+which keep brightness and are exact on the stored integers (and linear, so equation 3 holds).
 """
 
 from __future__ import annotations
@@ -14,21 +18,36 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
+import torch
+from torch import Tensor
+
 from trainer.data.sample import Sample
 
 VIDEOS = ("mix", "v1", "v2")  # (3, T, H, W)
 
 
+def chroma_symmetry(planes: Tensor, swap: bool, mirror_u: bool, mirror_v: bool) -> Tensor:
+    """(3, T, H, W) uint8 Y, U, V planes with U and V swapped and/or mirrored around 128."""
+    y, u, v = planes[0], planes[1], planes[2]
+    if swap:
+        u, v = v, u
+    if mirror_u:
+        u = (256 - u.to(torch.int16)).clamp_(0, 255).to(torch.uint8)
+    if mirror_v:
+        v = (256 - v.to(torch.int16)).clamp_(0, 255).to(torch.uint8)
+    return torch.stack([y, u, v])
+
+
 def augment_sample(sample: Sample, rng: random.Random) -> Sample:
-    """One random combination of h-flip, v-flip, time reversal and channel permutation."""
+    """One random combination of h-flip, v-flip, time reversal and chroma symmetry."""
     dims = [d for d, p in ((-1, 0.5), (-2, 0.5), (1, 0.5)) if rng.random() < p]  # W, H, T
-    perm = list(range(3))
-    rng.shuffle(perm)
+    colour = [rng.random() < 0.5 for _ in range(3)]  # swap, mirror U, mirror V
     out = {}
     for name in VIDEOS:
         video = getattr(sample, name)
         if video is not None:  # mix is None unless the stored mix was decoded
-            out[name] = (video.flip(dims) if dims else video)[perm]
+            video = video.flip(dims) if dims else video
+            out[name] = chroma_symmetry(video, *colour) if any(colour) else video
     out["alpha"] = sample.alpha.flip(dims) if dims else sample.alpha
     if 1 in dims:  # time reversal: the audio features run backwards too
         out["a1"], out["a2"] = sample.a1.flip(-1), sample.a2.flip(-1)

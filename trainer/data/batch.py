@@ -20,14 +20,15 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
 class Batch(TypedDict, total=False):
     """One loader batch; B samples of T frames at H x W.
 
-    Videos stay uint8 in [0, 255] on their way to the device (4x less to stack, copy and ship);
-    ``trainer.train.prepare`` converts them to float and computes ``mix`` by equation 3 there,
-    unless the batch carries the decoded ``mix.mp4`` (``DataConfig.stored_mix``).
+    Videos stay uint8 Y, U, V planes, as stored, on their way to the device (4x less to stack,
+    copy and ship than float); ``trainer.train.prepare`` converts them to float RGB and computes
+    ``mix`` by equation 3 there, unless the batch carries the decoded ``mix.mp4``
+    (``DataConfig.stored_mix``).
     """
 
-    mix: torch.Tensor  # (B, 3, T, H, W) uint8, only with DataConfig.stored_mix
-    v1: torch.Tensor  # (B, 3, T, H, W) uint8
-    v2: torch.Tensor  # (B, 3, T, H, W) uint8
+    mix: torch.Tensor  # (B, 3, T, H, W) uint8 YUV, only with DataConfig.stored_mix
+    v1: torch.Tensor  # (B, 3, T, H, W) uint8 YUV
+    v2: torch.Tensor  # (B, 3, T, H, W) uint8 YUV
     alpha: torch.Tensor  # (B, 1, T, H, W) float32 in [0, 1]
     a1: torch.Tensor  # (B, 1, n_mels, frames) log-mel, zeros where has_a1 is False
     a2: torch.Tensor  # (B, 1, n_mels, frames)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 BLENDS = ("any", "transparent", "occlusion")
 
@@ -58,3 +58,10 @@ class DataConfig:
         for name in ("n_mels", "n_fft", "hop_length", "frame_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def fixed_pass(self, shards: str) -> DataConfig:
+        """This stream made a fixed pass over ``shards`` (validation): every sample once, in
+        order, as stored: no resampling, shuffle, remix or augmentation."""
+        return replace(
+            self, shards=str(shards), resampled=False, shuffle_buffer=0, remix=False, augment=False
+        )

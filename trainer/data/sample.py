@@ -1,7 +1,10 @@
 """Sample-level stages: select on the json metadata, then decode members into tensors.
 
 Selection runs before the shuffle buffer and the decoders, on the small json member only, so
-dropped samples cost no video decoding. Decoding uses ``blendkit.codec`` and checks every member
+dropped samples cost no video decoding. Videos are decoded to their stored Y, U, V planes
+(``blendkit.codec.decode_video_yuv``): the trainer converts them to RGB on the device
+(``trainer.colour``), which takes a third of the decoding work off the loader's CPU cores.
+Decoding uses ``blendkit.codec`` and checks every member
 against the json (frames, height, width, audio rate and length): a sample that fails is skipped
 and counted, never zero-filled. The one deliberate placeholder is an *absent* audio track
 (contract: no ``a1``/``a2`` when the source has no audio): zeros plus ``has_a* = False``.
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from blendkit.codec import audio_member_name, decode_alpha, decode_audio, decode_video
+from blendkit.codec import audio_member_name, decode_alpha, decode_audio, decode_video_yuv
 from trainer.audio_features import log_mel, silent_log_mel
 from trainer.data.stats import LoaderStats
 from trainer.data.tario import RawSample
@@ -24,14 +27,15 @@ from trainer.data.tario import RawSample
 
 @dataclass
 class Sample:
-    """One decoded sample; videos are uint8 in [0, 255], alpha float32 in [0, 1]."""
+    """One decoded sample; videos are uint8 Y, U, V planes (BT.601 limited range, as stored),
+    alpha float32 in [0, 1]."""
 
     key: str
     blend: str
-    v1: torch.Tensor  # (3, T, H, W) uint8
-    v2: torch.Tensor  # (3, T, H, W) uint8
+    v1: torch.Tensor  # (3, T, H, W) uint8 YUV
+    v2: torch.Tensor  # (3, T, H, W) uint8 YUV
     alpha: torch.Tensor  # (1, T, H, W) float32
-    mix: torch.Tensor | None  # (3, T, H, W) uint8 decoded mix.mp4, or None (computed later)
+    mix: torch.Tensor | None  # (3, T, H, W) uint8 YUV of mix.mp4, or None (computed later)
     a1: torch.Tensor  # (1, n_mels, frames) log-mel of V1's audio; zeros when absent
     a2: torch.Tensor  # (1, n_mels, frames) log-mel of V2's audio; zeros when absent
     has_a1: bool
@@ -93,19 +97,13 @@ def select(
             )
 
 
-def video_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> contiguous (3, T, H, W) uint8 (converted to float on the device).
-
-    The transpose is copied: a permuted view would keep channels-last strides and make every
-    later op on the batch several times slower."""
-    return torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2)))
-
-
 def _video(raw: RawSample, name: str, shape: tuple[int, int, int], step: int) -> torch.Tensor:
-    frames = decode_video(raw[name], step)
-    if frames.shape != (*shape, 3):
-        raise SampleError("decode_error", f"{name} decodes to {frames.shape}, json says {shape}")
-    return video_tensor(frames)
+    planes = decode_video_yuv(raw[name], step)  # (3, T, H, W)
+    if planes.shape != (3, *shape):
+        raise SampleError(
+            "decode_error", f"{name} decodes to {planes.shape[1:]} frames, json says {shape}"
+        )
+    return torch.from_numpy(planes)
 
 
 def _audio(

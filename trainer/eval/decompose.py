@@ -39,7 +39,6 @@ from torch import Tensor
 from blendkit.decode import DecodeError, VideoDecoder, probe
 from trainer.audio_features import log_mel
 from trainer.data import DataConfig
-from trainer.data.sample import video_tensor
 from trainer.eval.run import Geometry, control_kind, load_run, shard_geometry
 from trainer.losses import pit_from_cost, video_loss
 from trainer.models import resolve_config
@@ -92,6 +91,11 @@ def _read_frames(dec: VideoDecoder, start: int, n: int, fps: float, size: int) -
                 raise
             n -= 1
     return np.zeros((0, size, size, 3), np.uint8)
+
+
+def _channels_first(frames: np.ndarray) -> Tensor:
+    """(T, H, W, 3) uint8 RGB -> contiguous (3, T, H, W) uint8."""
+    return torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2)))
 
 
 def _pad_time(video: Tensor, length: int) -> Tensor:
@@ -186,7 +190,9 @@ def decompose(
                 if t == 0:
                     break
                 clip = (
-                    _pad_time(video_tensor(frames).unsqueeze(0), window).to(loaded.device).float()
+                    _pad_time(_channels_first(frames).unsqueeze(0), window)
+                    .to(loaded.device)
+                    .float()
                     / 255
                 )
                 audio = None

@@ -143,13 +143,9 @@ def shard_geometry(shards: str | Path | None) -> Geometry:
 def validation_config(data: DataConfig, shards: str | Path, batch_size: int) -> DataConfig:
     """The run's data config turned into a fixed single pass over ``shards``."""
     return dataclasses.replace(
-        data,
-        shards=str(shards),
+        data.fixed_pass(str(shards)),
         batch_size=batch_size,
         workers=0,
-        shuffle_buffer=0,
-        resampled=False,
-        remix=False,
         blend="any",
         require_audio=False,
     )

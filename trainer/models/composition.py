@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trainer.models.decoder import input_logit
+from trainer.models.decoder import init_correction, input_logit
 
 
 def compose(layers: Tensor, beta: Tensor) -> Tensor:
@@ -44,9 +44,8 @@ class LayerHead(nn.Module):
         super().__init__()
         self.m, self.n, self.input_skip = n_layers, n_outputs, input_skip
         self.layers = nn.Conv3d(in_channels, 3 * n_layers, 3, padding=1)
-        if input_skip:  # layers start as copies of the input (see decoder.VideoHead)
-            nn.init.zeros_(self.layers.weight)
-            nn.init.zeros_(self.layers.bias)
+        if input_skip:  # layers start near copies of the input (see decoder.VideoHead)
+            init_correction(self.layers)
         self.beta = (
             nn.Conv3d(in_channels, n_outputs * n_layers, 3, padding=1) if pixel_beta else None
         )
