@@ -45,7 +45,7 @@ from torch import nn
 from trainer.models.audio import AudioNet, AudioVisualFusion
 from trainer.models.composition import Composition, LayerHead, ScalarBetaHead
 from trainer.models.control import ControlRegressor
-from trainer.models.decoder import INPUT, UNetDecoder, VideoHead
+from trainer.models.decoder import UNetDecoder, VideoHead
 from trainer.models.i3d import FEATURE_LEVELS, I3DEncoder, scale_channels
 from trainer.models.masking import FeatureGating, MaskGenerator
 from trainer.models.network import AudioModules, DecompositionNet, ModelOutput, PredictorCorrector
@@ -105,7 +105,6 @@ class ModelConfig:
     control_hidden: int = 256  # hidden units of the regressor MLP
     control_audio: str = "own"  # own: regressor has its own audio net; shared: not detached
     input_skip: bool = False  # heads correct the input in logit space (not in the paper)
-    decoder_input: bool = False  # last decoder stage sees the input video (decoder.py; ours)
     norm: str = "batch"  # batch (the paper's I3D) | group: GroupNorm, for small batches (norm.py)
 
 
@@ -204,8 +203,7 @@ def _build_net(cfg: ModelConfig, variant: Variant, in_channels: int) -> Decompos
             AudioNet(audio_widths), AudioVisualFusion(), AudioNet(audio_widths) if own else None
         )
         bottleneck += audio.net.out_channels
-    skips = {**channels, INPUT: encoder.in_channels} if cfg.decoder_input else channels
-    decoder = UNetDecoder(bottleneck, skips, _widths(cfg.decoder_widths, cfg.width))
+    decoder = UNetDecoder(bottleneck, channels, _widths(cfg.decoder_widths, cfg.width))
     composition = beta_head = None
     if variant.composition:
         pixel = cfg.beta_mode == "pixel"

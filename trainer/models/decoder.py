@@ -12,11 +12,7 @@ Stages for the four I3D levels (sizes for an input of (T, H, W)):
                           -x(2,2,2)->  + Mixed_3c   (T/2, H/8)
                           -x(1,2,2)->  + Conv3d_2c  (T/2, H/4)
                           -x(2,2,2)->               (T,   H/2)
-                          -x(1,2,2)->  [+ input]    (T,   H)      full resolution
-
-The bracketed skip is ours (``ModelConfig.decoder_input``, off in the paper config): the last
-stage also sees the input video, as a U-Net's full-resolution skip. Without it the finest
-features the decoder gets are Conv3d_2c's at H/4, too coarse to rebuild fine texture.
+                          -x(1,2,2)->               (T,   H)      full resolution
 """
 
 from __future__ import annotations
@@ -34,9 +30,8 @@ STAGE_SCALES: tuple[tuple[int, int, int], ...] = (
     (2, 2, 2),
     (1, 2, 2),
 )
-STAGE_SKIPS: tuple[str | None, ...] = ("Mixed_4f", "Mixed_3c", "Conv3d_2c", None, "input")
+STAGE_SKIPS: tuple[str | None, ...] = ("Mixed_4f", "Mixed_3c", "Conv3d_2c", None, None)
 CORRECTION_INIT_SCALE = 0.1  # see init_correction
-INPUT = "input"  # the skip name of the input video (used only when ``skip_channels`` has it)
 
 
 class UpBlock(nn.Module):
@@ -65,8 +60,7 @@ class UNetDecoder(nn.Module):
 
     ``widths[k]`` is stage k's output width; ``len(widths)`` (3 to 5) is the number of stages run,
     so a 5-stage decoder ends at full resolution and a 3-stage one at Conv3d_2c's resolution.
-    ``skip_channels`` maps level name to channels (``I3DEncoder.channels``); with an ``"input"``
-    entry the last stage also concatenates ``features["input"]``, the input video.
+    ``skip_channels`` maps level name to channels (``I3DEncoder.channels``).
     """
 
     def __init__(
@@ -77,12 +71,12 @@ class UNetDecoder(nn.Module):
             raise ValueError(f"decoder needs 3 to {len(STAGE_SCALES)} widths, got {widths}")
         blocks = []
         c = bottleneck_channels
-        skips = [s if s in skip_channels else None for s in STAGE_SKIPS[: len(widths)]]
-        for width, scale, skip in zip(widths, STAGE_SCALES, skips, strict=False):
+        stages = zip(widths, STAGE_SCALES[: len(widths)], STAGE_SKIPS[: len(widths)], strict=True)
+        for width, scale, skip in stages:
             blocks.append(UpBlock(c, skip_channels[skip] if skip else 0, width, scale))
             c = width
         self.blocks = nn.ModuleList(blocks)
-        self.skips = tuple(skips)
+        self.skips = STAGE_SKIPS[: len(widths)]
         self.out_channels = c
 
     def forward(self, bottleneck: Tensor, features: dict[str, Tensor]) -> Tensor:
@@ -101,12 +95,12 @@ def init_correction(conv: nn.Conv3d, scale: float = CORRECTION_INIT_SCALE) -> No
     """Make ``conv`` predict a small correction: its default initialisation shrunk by ``scale``,
     no bias.
 
-    Not zero: with all-zero weights every output is the same copy of the input, and the
-    permutation-invariant loss then has a symmetric saddle there. Whichever output a target is
-    assigned to, the two targets are exchangeable, so the expected gradient on each output's
-    weights cancels and training never separates them (tiny C2 sat at 0.94x the identity
-    baseline from step 100 to step 600). Small random weights make the outputs differ from the
-    start, so the assignment follows what each output sees and the gradients add up.
+    Not zero: with all-zero weights every output is the same copy of the input, a symmetric
+    point of the permutation-invariant loss. The two targets are exchangeable, so whichever
+    output a target is assigned to, the expected gradient on each output's weights cancels there
+    and only noise moves the outputs apart. Small random weights make them differ from the start.
+    Measured on the demo (tiny C2, 600 steps): the training ratio to the identity baseline went
+    from 0.94x flat (zero init) to 0.92x; validation stayed at ~1.0x either way.
     """
     with torch.no_grad():
         conv.weight.mul_(scale)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from trainer.models.audio import AudioNet, AudioVisualFusion
 from trainer.models.composition import Composition, LayerHead, ScalarBetaHead
 from trainer.models.control import ControlRegressor
-from trainer.models.decoder import INPUT, UNetDecoder, VideoHead
+from trainer.models.decoder import UNetDecoder, VideoHead
 from trainer.models.i3d import I3DEncoder
 from trainer.models.masking import FeatureGating, MaskGenerator
 
@@ -86,8 +86,6 @@ class DecompositionNet(nn.Module):
         visual = features["Mixed_5c"]  # (B, C_b, T/8, H/32, W/32)
         audio_features = self.audio_net(audio) if self.audio_net is not None else None
         bottleneck = visual if self.fusion is None else self.fusion(visual, audio_features)
-        if INPUT in self.decoder.skips:
-            features = {**features, INPUT: video * 2 - 1}  # full-resolution skip (decoder.py)
         x = self.decoder(bottleneck, features)  # (B, w, T, H, W)
         rgb = video[:, :3]  # the input video V (a corrector's input is [V, predictor outputs])
         layers = beta = None
