@@ -91,15 +91,18 @@ def _machine() -> str:
     )
 
 
-def bench_make_shards(source: Path, work: Path, blend: str, n: int, repeats: int) -> dict:
+def bench_make_shards(
+    source: Path, work: Path, blend: str, n: int, repeats: int, pairing: str = "chain"
+) -> dict:
     """samples/s of one worker process (= per core), median over ``repeats`` fresh runs."""
     rates, stages, sizes = [], [], []
     for r in range(repeats):
-        out = work / f"{blend}-{r}"
+        out = work / f"{source.name}-{blend}-{pairing}-{r}"
         cfg = ShardConfig(
             source=str(source),
             out=str(out),
             blend=blend,
+            pairing=pairing,
             num_samples=n,
             samples_per_shard=n,
             workers=1,
@@ -155,35 +158,48 @@ def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "src"
         source.mkdir()
-        make_sources(source)
+        paths = make_sources(source)
+        subsets = {"all": source}
+        for tag in ("360p", "720p"):  # the same files, by resolution
+            subsets[tag] = Path(tmp) / f"src{tag}"
+            subsets[tag].mkdir()
+            for path in paths:
+                if tag in path.name:
+                    os.link(path, subsets[tag] / path.name)
         lines += [
             "## make-shards, one worker process (per core)",
             "",
-            f"Default config (64x128x128 at 25 fps, CRF 18 v1/v2, mix CRF 12 lowered until the "
-            f"blend identity is >= 40 dB, AAC 64 kbit/s), {n} samples per run, median of "
-            f"{repeats} runs.",
+            f"Default config (64x128x128 at 25 fps, chain pairing, CRF 18 v1/v2, mix CRF 12 "
+            f"lowered until the blend identity is >= 40 dB, AAC 64 kbit/s), {n} samples per run "
+            f"(one shard), median of {repeats} runs. `draw` is the same run with `--pairing draw` "
+            f"(V2 drawn and decoded per sample, as before chain pairing).",
             "",
-            "| blend | samples/s per core | KB per sample | decode+resize | crop | slic "
-            "| blend | encode | write |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| blend | sources | pairing | samples/s per core | KB per sample | decode+resize "
+            "| crop | slic | blend | encode | write |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for blend in ("transparent", "occlusion"):
-            r = bench_make_shards(source, Path(tmp), blend, n, repeats)
+        runs = [("transparent", "all", "chain"), ("occlusion", "all", "chain"),
+                ("transparent", "all", "draw"), ("occlusion", "all", "draw"),
+                ("transparent", "360p", "chain"), ("transparent", "720p", "chain")]  # fmt: skip
+        for blend, subset, pairing in runs:
+            r = bench_make_shards(subsets[subset], Path(tmp), blend, n, repeats, pairing)
             st = r["stage_s_per_sample"]
             cells = " | ".join(
                 f"{st.get(k, 0.0):.3f} s"
                 for k in ("decode+resize", "crop", "slic", "blend", "encode", "write")
             )
             lines.append(
-                f"| {blend} | {r['samples_per_s_per_core']:.2f} | "
+                f"| {blend} | {subset} | {pairing} | {r['samples_per_s_per_core']:.2f} | "
                 f"{r['bytes_per_sample'] / 1e3:.0f} | {cells} |"
             )
         lines += [
             "",
-            "Stage times are per sample (two clips decoded per sample). Resizing happens "
-            "inside swscale during decoding, so the two are one stage. `encode` includes "
-            "decoding v1/v2/mix again for the blend identity check and the audio/alpha "
-            "members; `blend` is equation 3 in float.",
+            "Stage times are per sample. With chain pairing each decoded clip serves two samples "
+            "(V1 of one, V2 of the next), so a sample costs one clip's decoding and encoding; "
+            "with draw pairing, two. Resizing happens inside swscale during decoding, so the "
+            "two are one stage. `encode` includes decoding v1/v2/mix again for the blend "
+            "identity check and the audio/alpha members; `blend` is equation 3 in float. "
+            "Decoding skips non-reference pictures before the window (`blendkit/decode.py`).",
             "",
         ]
         fid = bench_fidelity(source)
