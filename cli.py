@@ -59,6 +59,7 @@ def make_shards_cmd(
     audio_rate: int = typer.Option(16000, help="Audio sample rate (Hz)."),
     crf: int = typer.Option(18, help="H.264 CRF of v1 / v2."),
     mix_crf: int = typer.Option(12, help="First H.264 CRF tried for mix."),
+    tune: str | None = typer.Option(None, help="x264 tune of the videos, e.g. fastdecode."),
     n_segments: int | None = typer.Option(None, help="SLIC superpixels per clip."),
     config: Path | None = typer.Option(None, help="JSON ShardConfig; options given here win."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -87,6 +88,7 @@ def make_shards_cmd(
         audio_rate=audio_rate,
         crf=crf,
         mix_crf=mix_crf,
+        tune=tune,
     )
     try:
         base = json.loads(config.read_text()) if config else {}

@@ -49,8 +49,13 @@ def _x264_params() -> str:
 X264_PARAMS = _x264_params()
 
 
-def encode_video(frames: np.ndarray, fps: float, crf: int, preset: str = "medium") -> bytes:
-    """(T, H, W, 3) uint8 RGB -> mp4 bytes (H.264, yuv444p, constant rate ``fps``)."""
+def encode_video(
+    frames: np.ndarray, fps: float, crf: int, preset: str = "medium", tune: str | None = None
+) -> bytes:
+    """(T, H, W, 3) uint8 RGB -> mp4 bytes (H.264, yuv444p, constant rate ``fps``).
+
+    ``tune`` is x264's (e.g. ``"fastdecode"``: CAVLC and no deblocking, for readers that decode
+    many clips per second)."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
     buf = io.BytesIO()
@@ -60,7 +65,8 @@ def encode_video(frames: np.ndarray, fps: float, crf: int, preset: str = "medium
         stream.pix_fmt = PIX_FMT
         stream.thread_count = 1
         stream.codec_context.thread_type = "NONE"
-        stream.options = {"crf": str(crf), "preset": preset, "x264-params": X264_PARAMS}
+        options = {"crf": str(crf), "preset": preset, "x264-params": X264_PARAMS}
+        stream.options = {**options, "tune": tune} if tune else options
         for image in frames:
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             container.mux(stream.encode(frame))

@@ -45,6 +45,7 @@ class ShardConfig:
     mix_crf: int = 12  # first try for mix; lowered until the blend identity reaches min_mix_psnr
     min_mix_psnr: float = 40.0
     preset: str = "medium"
+    tune: str | None = None  # x264 tune of every video member ("fastdecode": faster loaders)
     superpixels: SuperpixelConfig = field(default_factory=SuperpixelConfig)
 
     def __post_init__(self) -> None:

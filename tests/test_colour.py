@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from blendkit.codec import decode_video, decode_video_yuv, encode_video
+from blendkit.codec import decode_video, decode_video_yuv, encode_video, psnr
 from trainer.colour import yuv_to_rgb
 
 
@@ -66,3 +66,11 @@ def test_grey_and_the_limits_of_the_range():
     assert rgb[3].min() >= 0  # out of range: clipped
     with pytest.raises(ValueError, match="planes"):
         yuv_to_rgb(torch.zeros(1, 4, 2, 2))
+
+
+def test_fastdecode_tune_changes_the_stream_and_keeps_the_clip():
+    frames = _clip(3)
+    plain = encode_video(frames, 25, 12)  # medium: CABAC and deblocking, which the tune drops
+    fast = encode_video(frames, 25, 12, tune="fastdecode")
+    assert fast != plain
+    assert psnr(decode_video(fast), frames) > 30 and psnr(decode_video(plain), frames) > 30
