@@ -32,9 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import skimage
 from tqdm import tqdm
 
 from blendkit.config import ConfigError, ShardConfig, from_dict
@@ -140,10 +142,27 @@ def _shard_task(args: tuple[int, int, int]) -> tuple[int, dict, dict[str, float]
 # ----------------------------------------------------------------------------- orchestration
 
 
+SHARD_FORMAT = 2  # bump when the same config and inputs would give other bytes (2: chain pairing)
+
+
+def made_with() -> dict[str, str | int]:
+    """What, besides the config, decides the shards' bytes: blendkit's shard format and the
+    codec and array libraries' versions (x264 and swscale come with PyAV's FFmpeg)."""
+    return {
+        "shard_format": SHARD_FORMAT,
+        "av": av.__version__,
+        "libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
+        "numpy": np.__version__,
+        "scikit-image": skimage.__version__,
+    }
+
+
 def check_config(cfg: ShardConfig, store: LocalStore | FsspecStore) -> None:
-    """Record the config with the shards; refuse to resume into shards made differently."""
+    """Record the config and the libraries with the shards; refuse to resume into shards made
+    differently, so one shard set never mixes bytes of two configs or two library versions."""
     path = f"{store.url}/config.json"
     text = store.read_text("config.json")
+    now = made_with()
     if text is not None:
         try:
             previous = from_dict(ShardConfig, json.loads(text)).identity()
@@ -155,9 +174,23 @@ def check_config(cfg: ShardConfig, store: LocalStore | FsspecStore) -> None:
                 f"{path}: shards here were made with a different config "
                 f"(differs in: {', '.join(changed)}); use another --out"
             )
+        before_text = store.read_text("made_with.json")
+        if before_text is None:
+            raise ConfigError(
+                f"{store.url}: shards here were made by an older blendkit (no made_with.json); "
+                "use another --out"
+            )
+        before = json.loads(before_text)
+        changed = sorted(k for k in now if before.get(k) != now[k])
+        if changed:
+            raise ConfigError(
+                f"{store.url}/made_with.json: shards here were made by other versions "
+                f"(differs in: {', '.join(changed)}); use another --out"
+            )
     store.write_bytes(
         "config.json", json.dumps(dataclasses.asdict(cfg), indent=1, sort_keys=True).encode()
     )
+    store.write_bytes("made_with.json", json.dumps(now, indent=1, sort_keys=True).encode())
 
 
 def plan_shards(n_samples: int, per_shard: int) -> list[tuple[int, int, int]]:

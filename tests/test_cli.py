@@ -25,7 +25,9 @@ def test_missing_source_folder(tmp_path):
 
 
 def test_bad_blend_option(tmp_path):
-    result = runner.invoke(app, ["make-shards", str(tmp_path), "--blend", "fuzzy"])
+    result = runner.invoke(
+        app, ["make-shards", str(tmp_path), "--blend", "fuzzy", "--out", str(tmp_path / "o")]
+    )
     _one_line_error(result, "blend", "fuzzy")
 
 
@@ -37,15 +39,19 @@ def test_inspect_empty_folder(tmp_path):
 def test_unreadable_annotations(tmp_path):
     csv = tmp_path / "a.csv"
     csv.write_text("nothing,useful\n")
-    result = runner.invoke(app, ["make-shards", str(tmp_path), "--annotations", str(csv)])
+    out = str(tmp_path / "out")
+    result = runner.invoke(
+        app, ["make-shards", str(tmp_path), "--annotations", str(csv), "--out", out]
+    )
     _one_line_error(result, "a.csv", "missing column")
 
 
 def test_config_file_values_hold_unless_given_on_the_command_line(tmp_path):
     config = tmp_path / "c.json"
     config.write_text('{"blend": "fuzzy", "pairing": "draw"}')
-    result = runner.invoke(app, ["make-shards", str(tmp_path), "--config", str(config)])
+    out = ["--out", str(tmp_path / "o")]
+    result = runner.invoke(app, ["make-shards", str(tmp_path), "--config", str(config), *out])
     _one_line_error(result, "blend", "fuzzy")  # the file's value, not the option's default
-    given = ["--config", str(config), "--blend", "transparent", "--pairing", "sideways"]
+    given = [*out, "--config", str(config), "--blend", "transparent", "--pairing", "sideways"]
     result = runner.invoke(app, ["make-shards", str(tmp_path), *given])
     _one_line_error(result, "pairing", "sideways")

@@ -105,7 +105,8 @@ def test_ray_retries_a_failing_task_and_a_lost_worker(dataset, local, ray_instan
 
 @requires_ray
 def test_ray_resumes_without_rewriting_finished_shards(dataset, local, ray_instance, tmp_path):
-    shutil.copy(local / "config.json", tmp_path / "config.json")  # made by the local engine
+    for name in ("config.json", "made_with.json"):  # made by the local engine
+        shutil.copy(local / name, tmp_path / name)
     for ext in (".tar", ".json"):
         shutil.copy(local / f"{SHARDS[1]}{ext}", tmp_path / f"{SHARDS[1]}{ext}")
     before = (tmp_path / f"{SHARDS[1]}.tar").stat()
@@ -185,7 +186,9 @@ def test_memory_url_round_trip_and_resume(dataset, local):
                 assert f.read() == (local / f"{stem}.tar").read_bytes()
         names = sorted(p.rsplit("/", 1)[1] for p in fs.ls("/blendkit-test/shards", detail=False))
         members = [f"{s}{e}" for s in SHARDS for e in (".tar", ".json")]
-        assert names == sorted(["config.json", "manifest.parquet", "report.json", *members])
+        assert names == sorted(
+            ["config.json", "made_with.json", "manifest.parquet", "report.json", *members]
+        )
         fs.rm_file("/blendkit-test/shards/shard-000002.tar")
         fs.pipe_file("/blendkit-test/shards/.shard-000002.tar.abc.tmp", b"partial")
         again = make_shards(_cfg(dataset, url), progress=False)

@@ -244,6 +244,11 @@ def test_rerun_resumes_and_refuses_another_config(dataset, made, tmp_path):
     assert (out / "shard-000001.tar").read_bytes() == (out1 / "shard-000001.tar").read_bytes()
     with pytest.raises(ConfigError, match="differs in: crf"):
         make_shards(_cfg(dataset, out, crf=20), progress=False)
+    versions = json.loads((out / "made_with.json").read_text())
+    (out / "made_with.json").write_text(json.dumps({**versions, "libavcodec": "0.0.0"}))
+    with pytest.raises(ConfigError, match=r"made_with.json: .* other versions \(differs in: libav"):
+        make_shards(_cfg(dataset, out), progress=False)  # bytes would differ from the others'
+    assert (out / "shard-000001.tar").read_bytes() == (out1 / "shard-000001.tar").read_bytes()
 
 
 def test_interrupted_shard_leaves_nothing_that_looks_complete(dataset, made, tmp_path, monkeypatch):
@@ -261,6 +266,7 @@ def test_interrupted_shard_leaves_nothing_that_looks_complete(dataset, made, tmp
         make_shards(_cfg(dataset, out), progress=False)
     assert sorted(p.name for p in out.iterdir()) == [
         "config.json",
+        "made_with.json",
         "shard-000000.json",
         "shard-000000.tar",
     ]
