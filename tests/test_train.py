@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import socket
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -313,16 +314,39 @@ def _shard_sample(index: int, rng: np.random.Generator) -> dict[str, bytes]:
     }
 
 
+def _write_shards(shards: Path, n_shards: int = 2, per_shard: int = 3) -> Path:
+    rng = np.random.default_rng(0)
+    shards.mkdir()
+    for s in range(n_shards):
+        with wds.TarWriter(str(shards / f"shard-{s:06d}.tar")) as sink:
+            for i in range(per_shard):
+                sink.write(_shard_sample(per_shard * s + i, rng))
+    return shards
+
+
+def test_resumed_stream_starts_at_its_segment_and_replays_nothing(tmp_path, monkeypatch):
+    from trainer.data.loader import Loader
+    from trainer.train import Dist, _data_stream, segment_batches
+
+    shards = _write_shards(tmp_path / "shards")
+    opts = [f"data.shards={shards}", "data.workers=0", "data.shuffle_buffer=4", "optim.batch=2"]
+    cfg = small_cfg(tmp_path / "run", "c2", *opts, "ckpt_every=3")
+    assert segment_batches(cfg) == 3
+    d = Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    whole = [b["key"] for b in islice(_data_stream(cfg, d, None), 10)]
+    started = []
+    real = Loader.iter_epoch
+    monkeypatch.setattr(Loader, "iter_epoch", lambda self, e: (started.append(e), real(self, e))[1])
+    resumed = [b["key"] for b in islice(_data_stream(cfg, d, None, start=6), 4)]
+    assert resumed == whole[6:]  # the same micro-batches as the uninterrupted stream
+    assert started == [2, 3]  # segments 0 and 1 (batches 0-5) were never decoded again
+    assert len({tuple(k) for k in whole}) > 3  # segments differ: not one pass repeated
+
+
 def test_train_from_shards_through_make_loader(tmp_path):
     from trainer.data import make_loader
 
-    rng = np.random.default_rng(0)
-    shards = tmp_path / "shards"
-    shards.mkdir()
-    for s in range(2):
-        with wds.TarWriter(str(shards / f"shard-{s:06d}.tar")) as sink:
-            for i in range(3):
-                sink.write(_shard_sample(3 * s + i, rng))
+    shards = _write_shards(tmp_path / "shards")
     opts = [f"data.shards={shards}", f"val_shards={shards}", "val_batches=1", "data.workers=0"]
     opts += ["data.shuffle_buffer=4", "optim.batch=2", "eval_every=2", "ckpt_every=2"]
     full = train(small_cfg(tmp_path / "full", "c3_internal", *opts, "optim.steps=4"))

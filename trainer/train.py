@@ -18,11 +18,11 @@ Run layout::
     RUN/checkpoints/step-%09d.pt   the newest ``keep_ckpts`` are kept
 
 Resume: rerunning with the same RUN loads the latest checkpoint (model, optimizer, scheduler,
-step, every rank's RNG states, micro-batches consumed) and skips the consumed micro-batches of
-the data stream, which is rebuilt from the same seed, so the continued run is the one that was
-interrupted: on CPU the loss curve is bit-identical (``tests/test_train.py``). Log lines after
-the checkpoint are dropped and rewritten. Skipping replays the stream's decoding, cheap next to
-training on it (a data stream with a seek would remove that cost).
+step, every rank's RNG states, micro-batches consumed) and continues the data stream where it
+was, so the continued run is the one that was interrupted: on CPU the loss curve is bit-identical
+(``tests/test_train.py``). Log lines after the checkpoint are dropped and rewritten. The training
+stream is cut into one-checkpoint-interval segments, each a loader pass seeded by its index
+(``_data_stream``), so a resume starts the checkpoint's segment and decodes nothing twice.
 
 Distributed: launched by ``torchrun``, read from RANK / WORLD_SIZE / LOCAL_RANK; gloo on CPU,
 nccl on CUDA. Each rank streams its own shards (``make_loader(cfg, rank, world_size)``); only
@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -75,6 +75,9 @@ from trainer.models import ModelOutput, build_model, to_channels_last
 from trainer.models.decoder import UpBlock
 from trainer.models.i3d import InceptionBlock
 from trainer.objective import compute_loss, model_inputs
+
+if TYPE_CHECKING:
+    from trainer.data.loader import Loader
 
 log = logging.getLogger(__name__)
 
@@ -240,15 +243,47 @@ def check_shards(key: str, spec: str) -> None:
         raise ConfigError(f"{key}: shard {missing[0]} does not exist{more}")
 
 
-def _data_stream(cfg: TrainConfig, d: Dist, batches: Iterable[Batch] | None) -> Iterator[Batch]:
-    """Injected batches as given, or this rank's shard stream, pass after pass."""
+def segment_batches(cfg: TrainConfig) -> int:
+    """Micro-batches per segment of a resampled stream: one checkpoint interval."""
+    return cfg.ckpt_every * cfg.optim.grad_accum
+
+
+def _data_stream(
+    cfg: TrainConfig, d: Dist, batches: Iterable[Batch] | None, start: int = 0
+) -> Iterator[Batch]:
+    """This rank's micro-batches from number ``start`` on: injected batches as given, else the
+    shard stream.
+
+    A resampled (endless) stream is cut into segments of ``segment_batches`` micro-batches, each
+    a fresh loader pass seeded by the segment's index, so resuming at a checkpoint starts the
+    right segment instead of replaying (decoding) every batch before it. A single-pass stream
+    runs pass after pass and is replayed up to ``start``."""
     if batches is not None:
-        yield from batches
+        yield from _skip(iter(batches), start)
         return
     from trainer.data import make_loader
 
     loader = make_loader(cfg.data, rank=d.rank, world_size=d.world_size)
-    while True:  # a resampled loader never ends; a single-pass one starts its next epoch
+    if cfg.data.resampled:
+        size = segment_batches(cfg)
+        segment, offset = divmod(start, size)
+        while True:
+            with torch.random.fork_rng(devices=[]):  # the DataLoader draws a seed from torch
+                batches_of_segment = loader.iter_epoch(segment)
+            got = 0
+            for batch in islice(batches_of_segment, offset, size):
+                got += 1
+                yield batch
+            del batches_of_segment  # shuts its worker processes down
+            if got == 0:
+                raise RuntimeError(f"data.shards {cfg.data.shards!r} yielded no batch")
+            segment, offset = segment + 1, 0
+    yield from _skip(_passes(cfg, loader), start)
+
+
+def _passes(cfg: TrainConfig, loader: Loader) -> Iterator[Batch]:
+    """A single-pass loader's epochs, one after another."""
+    while True:
         empty = True
         with torch.random.fork_rng(devices=[]):  # the DataLoader draws a seed from torch's RNG
             epoch = iter(loader)
@@ -447,7 +482,7 @@ def _train(
         net = DistributedDataParallel(model, device_ids=[d.local_rank] if cuda else None)
     forward = torch.compile(net) if cfg.compile else net
 
-    stream = _skip(_data_stream(cfg, d, batches), consumed)
+    stream = _data_stream(cfg, d, batches, consumed)
     writer = None
     if d.main:
         from torch.utils.tensorboard import SummaryWriter

@@ -167,8 +167,12 @@ class Loader:
         self.epoch = 0
 
     def __iter__(self) -> Iterator[Batch]:
-        self.dataset.epoch = self.epoch
         self.epoch += 1
+        return self.iter_epoch(self.epoch - 1)
+
+    def iter_epoch(self, epoch: int) -> Iterator[Batch]:
+        """The batches of epoch ``epoch`` (a stream seeded by it), whatever came before."""
+        self.dataset.epoch = epoch
         loader = DataLoader(
             self.dataset,
             batch_size=None,
