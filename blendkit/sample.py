@@ -190,9 +190,8 @@ class ShardClips:
                     return clip, "chain"
             except DecodeError:
                 pass  # sample nxt fails on its own; this one draws instead
-        return _draw_clip(self.sources, self.cfg, first.rng, first.source, set(), skips, timer), (
-            "draw"
-        )
+        drawn = _draw_clip(self.sources, self.cfg, first.rng, first.source, set(), skips, timer)
+        return drawn, "draw"
 
     def done(self, i: int) -> None:
         """Sample ``i`` is over: forget the clips no later sample of the shard needs."""
@@ -204,9 +203,8 @@ class ShardClips:
         rng = np.random.default_rng(sample_seed(self.cfg.seed, i))
         first = self.order[i % len(self.order)]
         try:
-            return store_clip(
-                first, cut_clip(self.sources[first], self.cfg, rng, timer), rng, self.cfg, timer
-            )
+            clip = cut_clip(self.sources[first], self.cfg, rng, timer)
+            return store_clip(first, clip, rng, self.cfg, timer)
         except DecodeError as e:
             src = self.sources[first].item
             skips.append(Skip(src.youtube_id, src.rel, str(e)))

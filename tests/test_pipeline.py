@@ -225,6 +225,14 @@ def test_draw_pairing_draws_another_video_for_every_sample(dataset, tmp_path):
     assert reused == 0
 
 
+def test_one_sample_shards_draw_their_v2(dataset, tmp_path):
+    out = tmp_path / "single"
+    make_shards(_cfg(dataset, out, num_samples=3, samples_per_shard=1), progress=False)
+    samples = [s for shard in _samples_by_shard(out, 3) for s in shard]
+    assert [meta["pairing"] for meta, _ in samples] == ["draw"] * 3
+    assert all(m["v1"]["youtube_id"] != m["v2"]["youtube_id"] for m, _ in samples)
+
+
 def test_same_bytes_whatever_the_number_of_workers(dataset, made, tmp_path):
     out1, _ = made
     out2 = tmp_path / "w2"
