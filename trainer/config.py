@@ -133,7 +133,7 @@ def tiny() -> TrainConfig:
       frames; 4x4 pooling in the trainer): a step of 8 clips takes ~0.3 s instead of ~15 s for
       4 clips at 64x128x128 (trainer/bench_train.py);
     - width 1/4 of the paper's network (as fast as 1/8 at this size), n = 2 outputs, m = 4 layers;
-    - ``model.input_skip``: outputs start as copies of the input (the identity baseline);
+    - ``model.input_skip``: outputs start near copies of the input (the identity baseline);
     - ``model.norm="group"``: GroupNorm instead of BatchNorm, whose running statistics from
       8-clip batches broke evaluation (trainer/models/norm.py);
     - ``data.remix`` and ``data.augment``: fresh pairs and flipped / reversed / recoloured clips

@@ -32,7 +32,7 @@ class DataConfig:
     # False: mix = alpha*v1 + (1-alpha)*v2 from the decoded layers (exact equation 3, and a third
     # fewer videos to decode); True: decode the stored mix.mp4 (what readers without blendkit see)
     stored_mix: bool = False
-    augment: bool = False  # random flips / time reversal / channel permutation (augment.py)
+    augment: bool = False  # random flips / time reversal / chroma symmetry (augment.py)
     remix_pool: int = 8
     blend: str = "any"
     require_audio: bool = False
