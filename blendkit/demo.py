@@ -3,7 +3,14 @@
 Seven classes, each a moving object whose sound is driven by its own motion, so the audio of a clip
 tells which of two blended videos it belongs to (what C3's audio control must learn). Behind the
 object, every class has its own drifting oriented texture (``Texture``), so the layers of a blend
-are separable by orientation and motion, as real layers are by their structure:
+are separable by orientation and motion, as real layers are by their structure.
+
+Every class is also filmed in its own light (``palette``): all its colours, texture and object,
+are shades of one hue (hue = class / 7, full saturation), so each video's pixels lie on one line
+through black in RGB. A transparent blend of two classes is then separable pixel by pixel once the
+two hues are known, as real scenes are by their typical colours. Measured with tiny C2 (width 1/4,
+8x32x32 clips, in-memory batches, 600 steps): random colours per video left validation at
+0.96-1.01x the identity baseline; class palettes reached 0.63x.
 
 ============== ================================= =========================================
 class          motion                            sound
@@ -30,6 +37,7 @@ and one video has no audio track. Frame rates vary (24, 25, 30 fps) so resamplin
 
 from __future__ import annotations
 
+import colorsys
 import csv
 import math
 from dataclasses import dataclass
@@ -65,11 +73,17 @@ class DemoConfig:
     seed: int = 0
 
 
+def palette(label: str, value: float) -> np.ndarray:
+    """A shade (RGB float32 in [0, 255]) of class ``label``'s hue, at brightness ``value``."""
+    hue = CLASSES.index(label) / len(CLASSES)
+    return np.array(colorsys.hsv_to_rgb(hue, 1.0, value), np.float32) * 255
+
+
 class Texture:
-    """A drifting oriented grating between two random colours, with the class's own orientation,
-    spatial frequency and drift. In a blend, the two videos' textures differ in orientation and
-    motion, which is what makes the layers separable (smooth random fields summed are not: any
-    smooth split of their sum explains it equally well)."""
+    """A drifting oriented grating between a bright and a dark shade of the class's hue, with the
+    class's own orientation, spatial frequency and drift. In a blend, the two videos' textures
+    differ in orientation and motion, which is what makes the layers separable (smooth random
+    fields summed are not: any smooth split of their sum explains it equally well)."""
 
     def __init__(self, label: str, rng: np.random.Generator):
         c = CLASSES.index(label)
@@ -78,8 +92,8 @@ class Texture:
         y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
         self.phase0 = 2 * np.pi * freq * (x * np.cos(theta) + y * np.sin(theta))
         self.speed = (0.15 + 0.05 * c) * rng.choice([-1.0, 1.0])  # radians per frame
-        self.a = rng.integers(20, 236, 3).astype(np.float32)
-        self.b = rng.integers(20, 236, 3).astype(np.float32)
+        self.a = palette(label, rng.uniform(0.7, 1.0))
+        self.b = palette(label, rng.uniform(0.1, 0.4))
         self.offset = rng.uniform(0, 2 * np.pi)
 
     def frame(self, k: int) -> np.ndarray:
@@ -95,7 +109,7 @@ def render(label: str, seconds: float, fps: float, rng: np.random.Generator):
     """Frames (N, H, W, 3) uint8 and audio (samples,) float32 of one video of class ``label``."""
     n = int(round(seconds * fps))
     texture = Texture(label, rng)
-    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    colour = tuple(float(c) for c in palette(label, rng.uniform(0.4, 1.0)))
     rate = rng.uniform(0.6, 1.4)  # motion speed, shared by picture and sound
     phase = rng.uniform(0, 1)
     ta = np.arange(int(seconds * AUDIO_RATE)) / AUDIO_RATE

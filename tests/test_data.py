@@ -13,7 +13,7 @@ import torch
 import webdataset as wds
 
 from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video, psnr
-from trainer.audio_features import log_mel, n_frames
+from trainer.audio_features import MelParams, log_mel, n_frames
 from trainer.colour import yuv_to_rgb
 from trainer.data import DataConfig, list_shards, make_loader
 from trainer.train import prepare
@@ -158,37 +158,78 @@ def test_batch_shapes_dtypes_ranges_and_audio_flags(good):
             "v1",
             "v2",
             "alpha",
-            "a1",
-            "a2",
+            "a1_wave",
+            "a2_wave",
             "has_a1",
             "has_a2",
+            "a1_reversed",
+            "a2_reversed",
+            "mel",
             "blend",
             "key",
         }
         for name in ("v1", "v2"):
             assert b[name].shape == (4, 3, T, H, W) and b[name].dtype == torch.uint8
         assert b["alpha"].shape == (4, 1, T, H, W) and b["alpha"].dtype == torch.float32
+        for name in ("a1_wave", "a2_wave"):
+            assert b[name].shape == (4, N_AUDIO) and b[name].dtype == torch.float32
+        for name in ("has_a1", "has_a2", "a1_reversed", "a2_reversed"):
+            assert b[name].dtype == torch.bool and b[name].shape == (4,)
+        assert not b["a1_reversed"].any() and b["mel"] == [MelParams(RATE, 64, 512, 160)] * 4
+        p = prepare(b, torch.device("cpu"), pixel_pool=1, channels_last=False)
+        assert not {"a1_wave", "a2_wave", "a1_reversed", "a2_reversed", "mel"} & set(p)
         for name in ("a1", "a2"):
-            assert b[name].shape == (4, 1, 64, frames) and b[name].dtype == torch.float32
-        assert b["has_a1"].dtype == torch.bool and b["has_a1"].shape == (4,)
+            assert p[name].shape == (4, 1, 64, frames) and p[name].dtype == torch.float32
     got = unbatch(batches)
+    features = unbatch(
+        prepare(b, torch.device("cpu"), pixel_pool=1, channels_last=False) for b in batches
+    )
     for i in range(12):
         s = got[f"{i:09d}"]
         assert s["blend"] == ("transparent" if i % 2 == 0 else "occlusion")
         assert bool(s["has_a1"]) == (i not in NO_A1) and bool(s["has_a2"]) == (i not in NO_A2)
         for track, absent in (("a1", NO_A1), ("a2", NO_A2)):
-            if i in absent:
-                assert torch.count_nonzero(s[track]) == 0
+            if i in absent:  # a silent waveform and all-zero features
+                assert torch.count_nonzero(s[f"{track}_wave"]) == 0
+                assert torch.count_nonzero(features[f"{i:09d}"][track]) == 0
             else:
-                assert s[track].abs().sum() > 0
+                assert s[f"{track}_wave"].abs().sum() > 0
+                assert features[f"{i:09d}"][track].abs().sum() > 0
         torch.testing.assert_close(s["alpha"][0], torch.from_numpy(alpha_for(i)), rtol=0, atol=0)
         assert psnr(rgb(s["v1"]), clip(2 * i)) > 35
-    # a1 is the log-mel of the stored tone (FLAC is lossless at 16 bit)
+    # a1 is the stored tone (FLAC is lossless at 16 bit), its features the tone's log-mel
     pcm16 = np.round(tone(0) * 32767.0).astype(np.int16).astype(np.float32) / 32768.0
+    assert torch.equal(got["000000000"]["a1_wave"], torch.from_numpy(pcm16))
     expected = log_mel(pcm16, RATE, 64, 512, 160)
-    torch.testing.assert_close(got["000000000"]["a1"], expected, rtol=0, atol=1e-4)
+    torch.testing.assert_close(features["000000000"]["a1"], expected, rtol=0, atol=1e-4)
     assert loader.stats.skipped == 0
     assert loader.stats.snapshot()["samples_decoded"] == 12
+
+
+def test_prepared_audio_features_equal_the_log_mel_of_each_decoded_track(good, samples):
+    """The features ``prepare`` computes from a batch of waveforms are, bit for bit on the CPU,
+    what the loader used to compute per track: ``log_mel`` of the decoded audio, zeros when
+    absent, reversed in time where augmentation reversed the sample."""
+    from blendkit.codec import decode_audio
+    from trainer.audio_features import batch_log_mel
+
+    for b in read_all(config(good))[0]:
+        p = prepare(b, torch.device("cpu"), pixel_pool=1, channels_last=False)
+        for i, key in enumerate(b["key"]):
+            for track in ("a1", "a2"):
+                member = next((m for m in samples[int(key)] if m.startswith(f"{track}.")), None)
+                if member is None:
+                    assert torch.equal(p[track][i], torch.zeros(1, 64, n_frames(N_AUDIO, 160)))
+                    continue
+                wave, rate = decode_audio(samples[int(key)][member])
+                assert torch.equal(p[track][i], log_mel(wave, rate, 64, 512, 160))
+        flipped = batch_log_mel(
+            b["a1_wave"], b["has_a1"], torch.ones(4, dtype=torch.bool), b["mel"][0]
+        )
+        assert torch.equal(flipped, p["a1"].flip(-1))
+    mixed = dict(b, mel=[MelParams(RATE, 64, 512, 160), MelParams(8000, 64, 512, 160)] * 2)
+    with pytest.raises(ValueError, match="mixes audio rates"):
+        prepare(mixed, torch.device("cpu"), pixel_pool=1, channels_last=False)
 
 
 def test_stored_mix_is_half_v1_plus_half_v2(good):
@@ -219,12 +260,12 @@ def test_remix_identity_is_exact_and_pairs_are_new(good):
         partner, tag = partner_tag.split(".")
         assert partner != base
         bases.append(base)
-        for name in ("v1", "alpha", "a1", "has_a1"):  # alpha and a1 stay with their V1
+        for name in ("v1", "alpha", "a1_wave", "has_a1"):  # alpha and a1 stay with their V1
             assert torch.equal(s[name], stored[base][name])
         assert s["blend"] == stored[base]["blend"]
         audio_tag = "a1" if tag == "v1" else "a2"
         assert torch.equal(s["v2"], stored[partner][tag])
-        assert torch.equal(s["a2"], stored[partner][audio_tag])
+        assert torch.equal(s["a2_wave"], stored[partner][f"{audio_tag}_wave"])
         assert bool(s["has_a2"]) == bool(stored[partner][f"has_{audio_tag}"])
     assert sorted(bases) == sorted(stored)  # every stored sample is a base exactly once
     again = keys_of(read_all(config(good, remix=True, remix_pool=4, seed=3))[0])
@@ -343,15 +384,21 @@ def test_augment_keeps_the_blend_identity_and_moves_every_member_alike():
     v1, v2 = (torch.randint(16, 241, (3, 4, 6, 5), generator=g, dtype=torch.uint8) for _ in "12")
     alpha = (torch.rand(1, 4, 6, 5, generator=g) > 0.5).float()
     mix = torch.where(alpha.bool(), v1, v2)  # occlusion: equation 3 on the stored planes
-    a1 = torch.arange(8.0).reshape(1, 2, 4)
-    s = Sample("k", "occlusion", v1, v2, alpha, mix, a1, a1 + 1, True, True)
+    a1 = torch.arange(8.0)
+    mel = MelParams(RATE, 64, 512, 160)
+    s = Sample("k", "occlusion", v1, v2, alpha, mix, a1, a1 + 1, True, True, mel)
     seen = set()
     for seed in range(100):
         out = augment_sample(s, random.Random(seed))
         assert torch.equal(out.mix, torch.where(out.alpha.bool(), out.v1, out.v2))
-        reversed_time = not torch.equal(out.a1, a1)
-        if reversed_time:
-            assert torch.equal(out.a1, a1.flip(-1))
+        # the waveforms stay as stored; time reversal flips their features (prepare)
+        assert torch.equal(out.a1_wave, a1) and torch.equal(out.a2_wave, a1 + 1)
+        reversed_time = out.a1_reversed
+        assert out.a2_reversed == reversed_time
+        per_frame = alpha.sum((0, 2, 3))  # unmoved by flips in H and W
+        assert torch.equal(
+            out.alpha.sum((0, 2, 3)), per_frame.flip(0) if reversed_time else per_frame
+        )
         # brightness is moved, never changed: Y holds the same values
         assert torch.equal(out.v1[0].flatten().sort().values, v1[0].flatten().sort().values)
         same_chroma = torch.equal(out.v1[1:].sum((1, 2, 3)), v1[1:].sum((1, 2, 3)))

@@ -58,6 +58,7 @@ from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
 from trainer import checkpoint as ckpt
+from trainer.audio_features import batch_log_mel
 from trainer.colour import yuv_to_rgb
 from trainer.config import (
     RESUMABLE_KEYS,
@@ -192,7 +193,9 @@ def prepare(
     and equation 3 to the device. ``pixel_pool`` average-pools k x k pixels after the mix is
     formed (1 for the paper; frames are subsampled in the loader, ``data.frame_stride``).
     Float videos (tests, injected batches) are taken as RGB and pass unchanged; non-tensors
-    pass through.
+    pass through. Audio comes as waveforms (``a*_wave``, with ``mel``): their log-mel features
+    ``a1`` and ``a2`` are computed here, a batch at a time (``batch_log_mel``); batches that
+    already carry ``a1`` / ``a2`` features (injected) keep them.
     """
     out: dict[str, Any] = {}
     for key, value in batch.items():
@@ -201,6 +204,14 @@ def prepare(
             if key in VIDEO_KEYS and value.dtype == torch.uint8:
                 value = yuv_to_rgb(value)  # (B, 3, T, H, W) float RGB in [0, 1]
         out[key] = value
+    if "mel" in out:  # waveforms from the loader
+        mels = set(out.pop("mel"))
+        if len(mels) != 1:
+            raise ValueError(f"a batch mixes audio rates or mel settings: {sorted(mels)}")
+        mel = mels.pop()
+        for track in ("a1", "a2"):
+            wave, reversed_ = out.pop(f"{track}_wave"), out.pop(f"{track}_reversed")
+            out[track] = batch_log_mel(wave, out[f"has_{track}"], reversed_, mel)
     if "mix" not in out and "alpha" in out:
         out["mix"] = out["alpha"] * out["v1"] + (1.0 - out["alpha"]) * out["v2"]  # eq. 3
     for key in (k for k in VIDEO_KEYS if k in out):

@@ -3,8 +3,9 @@
 Not in the paper, which trains on 16M blends of 480k Kinetics videos; a small shard set (the
 demo's 160 clips) is memorised instead: a tiny C2 reached 0.84x the identity baseline on its
 training mixtures and stayed at 1.00x on unseen validation videos. Each transform is applied to
-every member of a sample alike (mix, v1, v2, alpha, and the log-mel time axis for time
-reversal), so ``mix = alpha * v1 + (1 - alpha) * v2`` and the audio-visual alignment still hold.
+every member of a sample alike (mix, v1, v2, alpha, and for time reversal the audio features,
+which ``a*_reversed`` has the trainer run backwards), so ``mix = alpha * v1 + (1 - alpha) * v2``
+and the audio-visual alignment still hold.
 Draws use ``rng`` only, so a stream is reproducible given the seed.
 
 Colour: the loader's videos are Y, U, V planes (``trainer.colour``), so colours change by one of the
@@ -38,10 +39,11 @@ def chroma_symmetry(planes: Tensor, swap: bool, mirror_u: bool, mirror_v: bool) 
     return torch.stack([y, u, v])
 
 
-def augment_sample(sample: Sample, rng: random.Random) -> Sample:
-    """One random combination of h-flip, v-flip, time reversal and chroma symmetry."""
+def augment_sample(sample: Sample, rng: random.Random, colour: bool = True) -> Sample:
+    """One random combination of h-flip, v-flip, time reversal and (if ``colour``) chroma
+    symmetry."""
     dims = [d for d, p in ((-1, 0.5), (-2, 0.5), (1, 0.5)) if rng.random() < p]  # W, H, T
-    colour = [rng.random() < 0.5 for _ in range(3)]  # swap, mirror U, mirror V
+    colour = [rng.random() < 0.5 and colour for _ in range(3)]  # swap, mirror U, mirror V
     out = {}
     for name in VIDEOS:
         video = getattr(sample, name)
@@ -50,11 +52,13 @@ def augment_sample(sample: Sample, rng: random.Random) -> Sample:
             out[name] = chroma_symmetry(video, *colour) if any(colour) else video
     out["alpha"] = sample.alpha.flip(dims) if dims else sample.alpha
     if 1 in dims:  # time reversal: the audio features run backwards too
-        out["a1"], out["a2"] = sample.a1.flip(-1), sample.a2.flip(-1)
+        out["a1_reversed"], out["a2_reversed"] = not sample.a1_reversed, not sample.a2_reversed
     return replace(sample, **out)
 
 
-def augment(samples: Iterable[Sample], *, rng: random.Random) -> Iterator[Sample]:
+def augment(
+    samples: Iterable[Sample], *, rng: random.Random, colour: bool = True
+) -> Iterator[Sample]:
     """Stage: ``augment_sample`` on every sample."""
     for sample in samples:
-        yield augment_sample(sample, rng)
+        yield augment_sample(sample, rng, colour)

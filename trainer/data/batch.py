@@ -8,6 +8,7 @@ from typing import TypedDict
 import torch
 from torch.utils.data import default_collate
 
+from trainer.audio_features import MelParams
 from trainer.data.sample import Sample
 
 
@@ -17,23 +18,32 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     return default_collate(tensors)
 
 
+def _flags(values: list[bool]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.bool)
+
+
 class Batch(TypedDict, total=False):
     """One loader batch; B samples of T frames at H x W.
 
     Videos stay uint8 Y, U, V planes, as stored, on their way to the device (4x less to stack,
     copy and ship than float); ``trainer.train.prepare`` converts them to float RGB and computes
     ``mix`` by equation 3 there, unless the batch carries the decoded ``mix.mp4``
-    (``DataConfig.stored_mix``).
+    (``DataConfig.stored_mix``). Audio travels as waveforms: ``prepare`` replaces ``a*_wave``,
+    ``a*_reversed`` and ``mel`` by the log-mel features ``a1`` and ``a2`` (B, 1, n_mels, frames),
+    zeros where ``has_a*`` is False (``trainer.audio_features.batch_log_mel``).
     """
 
     mix: torch.Tensor  # (B, 3, T, H, W) uint8 YUV, only with DataConfig.stored_mix
     v1: torch.Tensor  # (B, 3, T, H, W) uint8 YUV
     v2: torch.Tensor  # (B, 3, T, H, W) uint8 YUV
     alpha: torch.Tensor  # (B, 1, T, H, W) float32 in [0, 1]
-    a1: torch.Tensor  # (B, 1, n_mels, frames) log-mel, zeros where has_a1 is False
-    a2: torch.Tensor  # (B, 1, n_mels, frames)
+    a1_wave: torch.Tensor  # (B, N) float32 waveform of V1's audio, zeros where has_a1 is False
+    a2_wave: torch.Tensor  # (B, N) float32
     has_a1: torch.Tensor  # (B,) bool
     has_a2: torch.Tensor  # (B,) bool
+    a1_reversed: torch.Tensor  # (B,) bool: time-reversed by augmentation, features run backwards
+    a2_reversed: torch.Tensor  # (B,) bool
+    mel: list[MelParams]  # the audio rate and log-mel settings of each sample
     blend: list[str]
     key: list[str]
 
@@ -48,10 +58,13 @@ def collate(samples: list[Sample]) -> Batch:
             v1=_stack([s.v1 for s in samples]),
             v2=_stack([s.v2 for s in samples]),
             alpha=_stack([s.alpha for s in samples]),
-            a1=_stack([s.a1 for s in samples]),
-            a2=_stack([s.a2 for s in samples]),
-            has_a1=torch.tensor([s.has_a1 for s in samples], dtype=torch.bool),
-            has_a2=torch.tensor([s.has_a2 for s in samples], dtype=torch.bool),
+            a1_wave=_stack([s.a1_wave for s in samples]),
+            a2_wave=_stack([s.a2_wave for s in samples]),
+            has_a1=_flags([s.has_a1 for s in samples]),
+            has_a2=_flags([s.has_a2 for s in samples]),
+            a1_reversed=_flags([s.a1_reversed for s in samples]),
+            a2_reversed=_flags([s.a2_reversed for s in samples]),
+            mel=[s.mel for s in samples],
             blend=[s.blend for s in samples],
             key=[s.key for s in samples],
         )

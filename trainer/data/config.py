@@ -33,6 +33,7 @@ class DataConfig:
     # fewer videos to decode); True: decode the stored mix.mp4 (what readers without blendkit see)
     stored_mix: bool = False
     augment: bool = False  # random flips / time reversal / chroma symmetry (augment.py)
+    augment_colour: bool = True  # False: augment without the chroma symmetries
     remix_pool: int = 8
     blend: str = "any"
     require_audio: bool = False

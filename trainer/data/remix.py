@@ -24,19 +24,24 @@ from trainer.data.stats import LoaderStats
 
 
 def compose(base: Sample, partner: Sample, use_partner_v1: bool) -> Sample:
-    """Base's V1 (with its alpha and audio) over one clip of the partner."""
+    """Base's V1 (with its alpha and audio) over one clip of the partner (with its audio)."""
     if use_partner_v1:
-        clip, audio, has_audio, tag = partner.v1, partner.a1, partner.has_a1, "v1"
+        tag, clip = "v1", partner.v1
+        wave, has_audio, reversed_ = partner.a1_wave, partner.has_a1, partner.a1_reversed
     else:
-        clip, audio, has_audio, tag = partner.v2, partner.a2, partner.has_a2, "v2"
-    if clip.shape != base.v1.shape or audio.shape != base.a1.shape:
+        tag, clip = "v2", partner.v2
+        wave, has_audio, reversed_ = partner.a2_wave, partner.has_a2, partner.a2_reversed
+    if clip.shape != base.v1.shape or wave.shape != base.a1_wave.shape:
         raise ValueError(f"cannot remix {base.key} with {partner.key}: shapes differ")
+    if partner.mel != base.mel:
+        raise ValueError(f"cannot remix {base.key} with {partner.key}: audio rates differ")
     return replace(
         base,
         key=f"{base.key}+{partner.key}.{tag}",
         v2=clip,
-        a2=audio,
+        a2_wave=wave,
         has_a2=has_audio,
+        a2_reversed=reversed_,
         mix=None,  # the trainer computes equation 3 on the new pair (trainer.train.prepare)
     )
 

@@ -4,10 +4,12 @@ Selection runs before the shuffle buffer and the decoders, on the small json mem
 dropped samples cost no video decoding. Videos are decoded to their stored Y, U, V planes
 (``blendkit.codec.decode_video_yuv``): the trainer converts them to RGB on the device
 (``trainer.colour``), which takes a third of the decoding work off the loader's CPU cores.
-Decoding uses ``blendkit.codec`` and checks every member
-against the json (frames, height, width, audio rate and length): a sample that fails is skipped
-and counted, never zero-filled. The one deliberate placeholder is an *absent* audio track
-(contract: no ``a1``/``a2`` when the source has no audio): zeros plus ``has_a* = False``.
+Audio is decoded to its mono waveform, whose log-mel the trainer computes on the device
+(``trainer.audio_features.batch_log_mel``, from ``trainer.train.prepare``). Decoding uses
+``blendkit.codec`` and checks every member against the json (frames, height, width, audio rate
+and length): a sample that fails is skipped and counted, never zero-filled. The one deliberate
+placeholder is an *absent* audio track (contract: no ``a1``/``a2`` when the source has no audio):
+a silent waveform plus ``has_a* = False``, which gives all-zero features.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
-import numpy as np
 import torch
 
 from blendkit.codec import audio_member_name, decode_alpha, decode_audio, decode_video_yuv
-from trainer.audio_features import log_mel, silent_log_mel
+from trainer.audio_features import MelParams
 from trainer.data.stats import LoaderStats
 from trainer.data.tario import RawSample
 
@@ -28,7 +30,9 @@ from trainer.data.tario import RawSample
 @dataclass
 class Sample:
     """One decoded sample; videos are uint8 Y, U, V planes (BT.601 limited range, as stored),
-    alpha float32 in [0, 1]."""
+    alpha float32 in [0, 1], audio the mono waveforms (their log-mel is the trainer's, with
+    ``mel``). Tensors may be shared between samples (the alpha cache, remix): stages build new
+    tensors and never write into one."""
 
     key: str
     blend: str
@@ -36,10 +40,13 @@ class Sample:
     v2: torch.Tensor  # (3, T, H, W) uint8 YUV
     alpha: torch.Tensor  # (1, T, H, W) float32
     mix: torch.Tensor | None  # (3, T, H, W) uint8 YUV of mix.mp4, or None (computed later)
-    a1: torch.Tensor  # (1, n_mels, frames) log-mel of V1's audio; zeros when absent
-    a2: torch.Tensor  # (1, n_mels, frames) log-mel of V2's audio; zeros when absent
+    a1_wave: torch.Tensor  # (N,) float32 waveform of V1's audio; zeros when absent
+    a2_wave: torch.Tensor  # (N,) float32 waveform of V2's audio; zeros when absent
     has_a1: bool
     has_a2: bool
+    mel: MelParams  # the audio rate and the log-mel settings
+    a1_reversed: bool = False  # time-reversed by augmentation: a1's log-mel runs backwards
+    a2_reversed: bool = False
 
 
 def audio_member(raw: RawSample, track: str) -> str | None:
@@ -106,12 +113,10 @@ def _video(raw: RawSample, name: str, shape: tuple[int, int, int], step: int) ->
     return torch.from_numpy(planes)
 
 
-def _audio(
-    raw: RawSample, track: str, meta: dict, n_mels: int, n_fft: int, hop: int
-) -> torch.Tensor:
+def _audio(raw: RawSample, track: str, meta: dict) -> torch.Tensor:
     name = audio_member(raw, track)
     if name is None:
-        return silent_log_mel(int(meta["audio_samples"]), n_mels, hop)
+        return torch.zeros(int(meta["audio_samples"]))
     samples, rate = decode_audio(raw[name])
     if rate != meta["audio_rate"] or len(samples) != meta["audio_samples"]:
         raise SampleError(
@@ -119,7 +124,18 @@ def _audio(
             f"{name} has {len(samples)} samples at {rate} Hz, json says "
             f"{meta['audio_samples']} at {meta['audio_rate']} Hz",
         )
-    return log_mel(samples, rate, n_mels, n_fft, hop)
+    return torch.from_numpy(samples)
+
+
+@lru_cache(maxsize=4)
+def _alpha(data: bytes) -> torch.Tensor:
+    """(T, H, W) float32 alpha of ``alpha.npz`` bytes, decoded once for repeated bytes.
+
+    Every transparent sample stores the same constant-1/2 alpha, byte for byte (half of the demo
+    shards), so the cache saves inflating 4 MB per such sample (0.8 ms, one core). The tensor
+    is shared: stages never write into it (``Sample``).
+    """
+    return torch.from_numpy(decode_alpha(data))
 
 
 def decode_sample(
@@ -138,25 +154,25 @@ def decode_sample(
         raise SampleError("missing_member", f"missing {', '.join(missing)}")
     meta = raw["meta"]
     shape = (int(meta["frames"]), int(meta["height"]), int(meta["width"]))
-    alpha = decode_alpha(raw["alpha.npz"])
-    if alpha.shape != shape:
-        raise SampleError("decode_error", f"alpha is {alpha.shape}, json says {shape}")
+    alpha = _alpha(raw["alpha.npz"])
+    if tuple(alpha.shape) != shape:
+        raise SampleError("decode_error", f"alpha is {tuple(alpha.shape)}, json says {shape}")
     alpha = alpha[::frame_stride]
     shape = (alpha.shape[0], *shape[1:])  # the kept frames
     v1, v2 = (_video(raw, f"{k}.mp4", shape, frame_stride) for k in ("v1", "v2"))
-    alpha_t = torch.from_numpy(np.asarray(alpha, np.float32)).unsqueeze(0)  # (1, T, H, W)
     return Sample(
         key=str(raw["__key__"]),
         blend=str(meta["blend"]),
         v1=v1,
         v2=v2,
-        alpha=alpha_t,
+        alpha=alpha.float().unsqueeze(0),  # (1, T, H, W)
         # without the stored mix, the trainer computes equation 3 on the decoded layers (exact)
         mix=_video(raw, "mix.mp4", shape, frame_stride) if need_mix else None,
-        a1=_audio(raw, "a1", meta, n_mels, n_fft, hop_length),
-        a2=_audio(raw, "a2", meta, n_mels, n_fft, hop_length),
+        a1_wave=_audio(raw, "a1", meta),
+        a2_wave=_audio(raw, "a2", meta),
         has_a1=audio_member(raw, "a1") is not None,
         has_a2=audio_member(raw, "a2") is not None,
+        mel=MelParams(int(meta["audio_rate"]), n_mels, n_fft, hop_length),
     )
 
 
