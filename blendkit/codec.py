@@ -18,6 +18,7 @@ import io
 import struct
 import zipfile
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -206,9 +207,24 @@ def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def encode_alpha(alpha: np.ndarray) -> bytes:
-    """(T, H, W) float alpha in [0, 1] -> npz bytes holding one float32 array named ``alpha``."""
+    """(T, H, W) float alpha in [0, 1] -> npz bytes holding one float32 array named ``alpha``.
+
+    A constant alpha (every transparent blend) is compressed once per shape and value and its
+    bytes reused: deflating 4 MB of 0.5 took ~12 ms a sample, a twentieth of make-shards' time."""
+    alpha = np.asarray(alpha, np.float32)
+    if alpha.size and alpha.min() == alpha.max():
+        return _constant_alpha(alpha.shape, float(alpha.flat[0]))
+    return _npz(alpha)
+
+
+@lru_cache(maxsize=8)
+def _constant_alpha(shape: tuple[int, ...], value: float) -> bytes:
+    return _npz(np.full(shape, value, np.float32))
+
+
+def _npz(alpha: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.savez_compressed(buf, alpha=np.asarray(alpha, np.float32))
+    np.savez_compressed(buf, alpha=alpha)
     return buf.getvalue()
 
 

@@ -1,11 +1,11 @@
 """Make the blended samples of one shard: decode -> clip -> encode, then alpha -> blend per sample.
 
-Pairing. Sample ``i`` takes as V1 a clip of source ``order[i % U]``. With ``pairing="chain"``
-(default) its V2 is the V1 clip of the next sample of the same shard, and the shard's last sample
-takes the first one's: every clip is decoded, encoded and decoded back once and serves two
-samples (V1 of one, V2 of another), which halves the work per sample. With ``pairing="draw"``, or
-where the chain cannot give a different video (a one-sample shard, the same source twice, a clip
-that failed), V2 is drawn at random among the other sources.
+Pairing. Sample ``i`` takes as V1 a clip of source ``order[i]`` (``pipeline.source_order``). With
+``pairing="chain"`` (default) its V2 is the V1 clip of the next sample of the same shard, and the
+shard's last sample takes the first one's: every clip is decoded, encoded and decoded back once
+and serves two samples (V1 of one, V2 of another), which halves the work per sample. With
+``pairing="draw"``, or where the chain cannot give a different video (a one-sample shard, the same
+source twice, a clip that failed), V2 is drawn at random among the other sources.
 
 Everything random about sample ``i`` comes from its own generator, seeded from the run seed and
 ``i`` alone: first the draws of its V1 clip (start time and crop), then its own (a V2 draw, the
@@ -158,7 +158,7 @@ def _draw_clip(
 class ShardClips:
     """The V1 clips of samples ``start..stop-1``, each cut and stored once, on demand.
 
-    ``v1(i)`` is sample ``i``'s V1 clip (its source ``order[i % U]``, or a fresh draw if that one
+    ``v1(i)`` is sample ``i``'s V1 clip (its source ``order[i]``, or a fresh draw if that one
     fails); ``v2(i)`` its V2 (see the module docstring). A clip is kept until the samples that
     use it are done: at most the shard's first clip and two more are held at a time.
     """
@@ -201,7 +201,7 @@ class ShardClips:
 
     def _cut(self, i: int, timer: Timer, skips: list[Skip]) -> StoredClip | DecodeError:
         rng = np.random.default_rng(sample_seed(self.cfg.seed, i))
-        first = self.order[i % len(self.order)]
+        first = self.order[i]
         try:
             clip = cut_clip(self.sources[first], self.cfg, rng, timer)
             return store_clip(first, clip, rng, self.cfg, timer)

@@ -48,6 +48,14 @@ def test_decode_alpha_equals_np_load(name, compressed):
     np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.parametrize("name", ["transparent", "occlusion", "0-d", "empty"])
+def test_encode_alpha_is_savez_compressed_also_when_reused(name):
+    alpha = ALPHAS[name]
+    first, again = encode_alpha(alpha), encode_alpha(alpha.copy())
+    assert first == again == _npz(alpha=alpha)  # a constant alpha's bytes come from the cache
+    np.testing.assert_array_equal(_np_load(first), alpha)
+
+
 def test_decode_alpha_other_layouts_and_corrupt_data():
     both = _npz(alpha=np.ones(3, np.float32), other=np.zeros(2))  # np.load's path
     np.testing.assert_array_equal(decode_alpha(both), np.ones(3, np.float32))

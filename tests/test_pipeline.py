@@ -215,6 +215,20 @@ def test_chain_pairing_uses_every_clip_as_v1_once_and_v2_once(made):
             assert members.get("a2.m4a") == next_members.get("a1.m4a")
 
 
+def test_source_order_takes_a_new_permutation_for_every_pass():
+    from blendkit.pipeline import source_order
+
+    order = source_order(seed=0, n_sources=5, n_samples=13)
+    passes = [order[0:5], order[5:10], order[10:]]
+    assert [sorted(p) for p in passes[:2]] == [list(range(5))] * 2 and len(passes[2]) == 3
+    assert passes[0] != passes[1]  # so chain pairing blends other pairs in the second pass
+    assert source_order(0, 5, 5) == passes[0] == source_order(0, 5, 7)[:5]  # a prefix is stable
+    assert source_order(1, 5, 5) != passes[0]
+    for seed in range(20):  # neighbours differ, also across passes (chain pairing needs it)
+        order = source_order(seed, 3, 30)
+        assert all(a != b for a, b in itertools.pairwise(order))
+
+
 def test_draw_pairing_draws_another_video_for_every_sample(dataset, tmp_path):
     out = tmp_path / "draw"
     make_shards(_cfg(dataset, out, pairing="draw"), progress=False)
