@@ -57,7 +57,7 @@ def make_shards_cmd(
     short_side: int = typer.Option(148, help="Shorter side after resizing."),
     crop: int = typer.Option(128, help="Square crop size."),
     audio_rate: int = typer.Option(16000, help="Audio sample rate (Hz)."),
-    crf: int = typer.Option(18, help="H.264 CRF of v1 / v2."),
+    crf: int = typer.Option(16, help="H.264 CRF of v1 / v2."),
     mix_crf: int = typer.Option(12, help="First H.264 CRF tried for mix."),
     tune: str | None = typer.Option(None, help="x264 tune of the videos, e.g. fastdecode."),
     n_segments: int | None = typer.Option(None, help="SLIC superpixels per clip."),

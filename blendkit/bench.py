@@ -9,6 +9,7 @@ figure is measured in the run that writes the file; medians over repeats.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import statistics
@@ -121,7 +122,8 @@ def bench_make_shards(
 
 
 def bench_fidelity(source: Path, n: int = 8) -> dict:
-    """PSNR of stored v1/v2 (CRF 18, 4:4:4) against the clean 128x128 crop, and their size."""
+    """PSNR of stored v1/v2 (default CRF and preset, 4:4:4) against the clean 128x128 crop, and
+    their size."""
     from blendkit.kinetics import index_source
     from blendkit.pipeline import probe_item
 
@@ -166,11 +168,13 @@ def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
             for path in paths:
                 if tag in path.name:
                     os.link(path, subsets[tag] / path.name)
+        d = {f.name: f.default for f in dataclasses.fields(ShardConfig)}
         lines += [
             "## make-shards, one worker process (per core)",
             "",
-            f"Default config (64x128x128 at 25 fps, chain pairing, CRF 18 v1/v2, mix CRF 12 "
-            f"lowered until the blend identity is >= 40 dB, AAC 64 kbit/s), {n} samples per run "
+            f"Default config (64x128x128 at 25 fps, chain pairing, CRF {d['crf']} v1/v2, mix CRF "
+            f"{d['mix_crf']} lowered until the blend identity is >= 40 dB, x264 preset "
+            f"{d['preset']}, AAC 64 kbit/s), {n} samples per run "
             f"(one shard), median of {repeats} runs. `draw` is the same run with `--pairing draw` "
             f"(V2 drawn and decoded per sample, as before chain pairing).",
             "",
@@ -204,7 +208,8 @@ def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
         ]
         fid = bench_fidelity(source)
         lines += ["## Fidelity of stored v1 / v2", "",
-                  f"H.264 CRF 18 yuv444p against the clean 128x128 crop, 8 clips: median "
+                  f"H.264 CRF {d['crf']} ({d['preset']}) yuv444p against the clean 128x128 "
+                  f"crop, 8 clips: median "
                   f"{fid['psnr_db_median']:.1f} dB (min {fid['psnr_db_min']:.1f} dB), median "
                   f"{fid['bytes_median'] / 1e3:.1f} KB per clip.", ""]  # fmt: skip
         lines += _loader_section(Path(tmp), source)
