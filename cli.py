@@ -57,9 +57,9 @@ def make_shards_cmd(
     short_side: int = typer.Option(148, help="Shorter side after resizing."),
     crop: int = typer.Option(128, help="Square crop size."),
     audio_rate: int = typer.Option(16000, help="Audio sample rate (Hz)."),
-    crf: int = typer.Option(16, help="H.264 CRF of v1 / v2."),
-    mix_crf: int = typer.Option(12, help="First H.264 CRF tried for mix."),
-    tune: str | None = typer.Option(None, help="x264 tune of the videos, e.g. fastdecode."),
+    crf: int = typer.Option(15, help="H.264 CRF of v1 / v2."),
+    mix_crf: int = typer.Option(10, help="First H.264 CRF tried for mix."),
+    tune: str = typer.Option("fastdecode", help="x264 tune of the videos; none: x264 default."),
     n_segments: int | None = typer.Option(None, help="SLIC superpixels per clip."),
     config: Path | None = typer.Option(None, help="JSON ShardConfig; options given here win."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -88,7 +88,7 @@ def make_shards_cmd(
         audio_rate=audio_rate,
         crf=crf,
         mix_crf=mix_crf,
-        tune=tune,
+        tune=None if tune == "none" else tune,
     )
     try:
         base = json.loads(config.read_text()) if config else {}
