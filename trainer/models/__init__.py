@@ -103,6 +103,7 @@ class ModelConfig:
     beta_hidden: int = 512  # hidden units of the scalar beta MLP
     control_widths: tuple[int, ...] = (32, 64, 128)  # output-video encoder of the regressor
     control_hidden: int = 256  # hidden units of the regressor MLP
+    control_audio_bins: int = 4  # frequency bands of the audio features the regressor keeps
     control_audio: str = "own"  # own: regressor has its own audio net; shared: not detached
     input_skip: bool = False  # heads correct the input in logit space (not in the paper)
     norm: str = "batch"  # batch (the paper's I3D) | group: GroupNorm, for small batches (norm.py)
@@ -224,6 +225,7 @@ def _build_net(cfg: ModelConfig, variant: Variant, in_channels: int) -> Decompos
             audio.net.out_channels,
             _widths(cfg.control_widths, cfg.width),
             scale_channels(cfg.control_hidden, cfg.width),
+            audio_bins=cfg.control_audio_bins,
         )
     return DecompositionNet(
         encoder,

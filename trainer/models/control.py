@@ -7,9 +7,20 @@ influence the output videos themselves". Appendix B's figure of the regressor is
 text, so the design below is ours.
 
 Design: each output video is embedded by a small shared 3D CNN (strided Conv3d + BN + ReLU,
-global average pool); a clip context is the pooled visual bottleneck concatenated with pooled
-audio features; an MLP on [context, embedding_i] gives s_i (no output activation: a plain
-regression to a loss value).
+global average pool); the sound a is the audio features averaged over time and pooled to
+``audio_bins`` frequency bands, kept apart (averaged over frequency too, a 220 Hz tone and a
+440 Hz one look alike to a convolutional net); a clip context is the pooled visual bottleneck
+concatenated with a. s_i is the sum of two terms (no output activation: a plain regression to a
+loss value):
+
+* an MLP on [context, embedding_i]: how large the losses of this clip are;
+* a bilinear match between the sound and output i, <A a, E e_i> / sqrt(d): how well output i
+  fits the sound, which is what argmin_i s_i must get right, and what an MLP on the
+  concatenation learns only slowly.
+
+Measured with tiny C3 (in-memory demo clips, 400 steps, 28 validation pairs): the MLP alone on
+frequency-averaged audio chose right 39-75% of the time over the run (chance: 50%); with the match
+term and 4 bands, 57-89% (89% at the end).
 
 Stop-gradient, made explicit here rather than left to the loss: the regressor ``detach()``es
 the output videos and the visual bottleneck it reads, so neither L_reg nor anything else
@@ -24,6 +35,7 @@ the fusion, that does change the outputs: a weaker reading of the paper's stop-g
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainer.models.i3d import Unit3d
@@ -50,22 +62,34 @@ class ControlRegressor(nn.Module):
     """(outputs, visual bottleneck, audio features) -> scores s (B, n); argmin_i s_i is attended."""
 
     def __init__(
-        self, visual_channels: int, audio_channels: int, widths: tuple[int, ...], hidden: int
+        self,
+        visual_channels: int,
+        audio_channels: int,
+        widths: tuple[int, ...],
+        hidden: int,
+        audio_bins: int = 1,
     ) -> None:
         super().__init__()
         self.video_encoder = OutputEncoder(widths)
+        self.audio_bins = audio_bins
+        audio_channels *= audio_bins
         in_features = visual_channels + audio_channels + self.video_encoder.out_channels
         self.mlp = nn.Sequential(
             nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1)
         )
+        self.audio_key = nn.Linear(audio_channels, hidden, bias=False)
+        self.video_key = nn.Linear(self.video_encoder.out_channels, hidden, bias=False)
 
     def forward(self, outputs: Tensor, visual: Tensor, audio: Tensor) -> Tensor:
         # outputs (B, n, 3, T, H, W); visual (B, C_v, T_b, H_b, W_b); audio (B, C_a, F', T')
         b, n = outputs.shape[:2]
         videos = outputs.detach().flatten(0, 1) * 2 - 1  # (B*n, 3, T, H, W)  sg(O_i), eq. 6
         embed = self.video_encoder(videos).reshape(b, n, -1)  # (B, n, C_e)
-        context = torch.cat(
-            [visual.detach().mean(dim=(2, 3, 4)), audio.mean(dim=(2, 3))], dim=1
-        )  # (B, C_v + C_a)
-        x = torch.cat([context[:, None].expand(-1, n, -1), embed.to(context.dtype)], dim=2)
-        return self.mlp(x).squeeze(2)  # (B, n)
+        sound = F.adaptive_avg_pool2d(audio, (self.audio_bins, 1)).flatten(1)  # (B, C_a * bins)
+        context = torch.cat([visual.detach().mean(dim=(2, 3, 4)), sound], dim=1)  # (B, C_v + C_a')
+        embed = embed.to(context.dtype)
+        x = torch.cat([context[:, None].expand(-1, n, -1), embed], dim=2)  # (B, n, C)
+        level = self.mlp(x).squeeze(2)  # (B, n)
+        key = self.audio_key(sound)  # (B, d)
+        match = (self.video_key(embed) * key[:, None]).sum(2) / key.shape[1] ** 0.5  # (B, n)
+        return level + match  # (B, n)
