@@ -43,13 +43,14 @@ def augment_sample(sample: Sample, rng: random.Random, colour: bool = True) -> S
     """One random combination of h-flip, v-flip, time reversal and (if ``colour``) chroma
     symmetry."""
     dims = [d for d, p in ((-1, 0.5), (-2, 0.5), (1, 0.5)) if rng.random() < p]  # W, H, T
-    colour = [rng.random() < 0.5 and colour for _ in range(3)]  # swap, mirror U, mirror V
+    # swap, mirror U, mirror V; drawn even when ``colour`` is off, so the flips stay the same
+    chroma = [rng.random() < 0.5 and colour for _ in range(3)]
     out = {}
     for name in VIDEOS:
         video = getattr(sample, name)
         if video is not None:  # mix is None unless the stored mix was decoded
             video = video.flip(dims) if dims else video
-            out[name] = chroma_symmetry(video, *colour) if any(colour) else video
+            out[name] = chroma_symmetry(video, *chroma) if any(chroma) else video
     out["alpha"] = sample.alpha.flip(dims) if dims else sample.alpha
     if 1 in dims:  # time reversal: the audio features run backwards too
         out["a1_reversed"], out["a2_reversed"] = not sample.a1_reversed, not sample.a2_reversed
