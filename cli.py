@@ -59,7 +59,11 @@ def make_shards_cmd(
     audio_rate: int = typer.Option(16000, help="Audio sample rate (Hz)."),
     crf: int = typer.Option(15, help="H.264 CRF of v1 / v2."),
     mix_crf: int = typer.Option(10, help="First H.264 CRF tried for mix."),
+    preset: str = typer.Option("faster", help="x264 preset of the videos."),
     tune: str = typer.Option("fastdecode", help="x264 tune of the videos; none: x264 default."),
+    x264_params: str = typer.Option(
+        "trellis=0", help="More x264 options, key=value:key=value; '' for none."
+    ),
     n_segments: int | None = typer.Option(None, help="SLIC superpixels per clip."),
     config: Path | None = typer.Option(None, help="JSON ShardConfig; options given here win."),
     quiet: bool = typer.Option(False, help="No progress bar."),
@@ -88,7 +92,9 @@ def make_shards_cmd(
         audio_rate=audio_rate,
         crf=crf,
         mix_crf=mix_crf,
+        preset=preset,
         tune=None if tune == "none" else tune,
+        x264_params=x264_params,
     )
     try:
         base = json.loads(config.read_text()) if config else {}

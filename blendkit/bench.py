@@ -93,12 +93,13 @@ def _machine() -> str:
 
 
 def bench_make_shards(
-    source: Path, work: Path, blend: str, n: int, repeats: int, pairing: str = "chain"
+    source: Path, work: Path, blend: str, n: int, repeats: int, pairing: str = "chain", **overrides
 ) -> dict:
-    """samples/s of one worker process (= per core), median over ``repeats`` fresh runs."""
+    """samples/s of one worker process (= per core), median over ``repeats`` fresh runs;
+    ``overrides`` are more ``ShardConfig`` fields."""
     rates, stages, sizes = [], [], []
     for r in range(repeats):
-        out = work / f"{source.name}-{blend}-{pairing}-{r}"
+        out = Path(tempfile.mkdtemp(prefix=f"{source.name}-{blend}-", dir=work))
         cfg = ShardConfig(
             source=str(source),
             out=str(out),
@@ -108,6 +109,7 @@ def bench_make_shards(
             samples_per_shard=n,
             workers=1,
             seed=r,
+            **overrides,
         )
         summary = make_shards(cfg, progress=False)
         rates.append(summary.samples / summary.seconds)
@@ -121,19 +123,27 @@ def bench_make_shards(
     }
 
 
-def bench_fidelity(source: Path, n: int = 8) -> dict:
-    """PSNR of stored v1/v2 (default CRF and preset, 4:4:4) against the clean 128x128 crop, and
-    their size."""
+def _x264(defaults: dict) -> str:
+    """The x264 settings of ``ShardConfig``'s defaults in words."""
+    text = f"x264 preset {defaults['preset']}, tune {defaults['tune'] or 'none'}"
+    return f"{text}, `{defaults['x264_params']}`" if defaults["x264_params"] else text
+
+
+def bench_fidelity(source: Path, n: int = 8, **overrides) -> dict:
+    """PSNR of stored v1/v2 (the default CRF, preset and tune, 4:4:4, or ``overrides`` of the
+    ``ShardConfig``) against the clean 128x128 crop, and their size."""
     from blendkit.kinetics import index_source
     from blendkit.pipeline import probe_item
 
-    cfg = ShardConfig(source=str(source), out="-")
+    cfg = ShardConfig(source=str(source), out="-", **overrides)
     sources = [probe_item(item, cfg.clip_seconds) for item in index_source(source)[0]]
     values, sizes = [], []
     for i in range(n):
         rng = np.random.default_rng(i)
         clip = cut_clip(sources[i % len(sources)], cfg, rng, Timer())
-        data = codec.encode_video(clip.frames, cfg.fps, cfg.crf, cfg.preset)
+        data = codec.encode_video(
+            clip.frames, cfg.fps, cfg.crf, cfg.preset, cfg.tune, cfg.x264_params
+        )
         values.append(codec.psnr(codec.decode_video(data), clip.frames))
         sizes.append(len(data))
     return {
@@ -173,20 +183,22 @@ def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
             "## make-shards, one worker process (per core)",
             "",
             f"Default config (64x128x128 at 25 fps, chain pairing, CRF {d['crf']} v1/v2, mix CRF "
-            f"{d['mix_crf']} lowered until the blend identity is >= 40 dB, x264 preset "
-            f"{d['preset']}, AAC 64 kbit/s), {n} samples per run "
-            f"(one shard), median of {repeats} runs. `draw` is the same run with `--pairing draw` "
-            f"(V2 drawn and decoded per sample, as before chain pairing).",
+            f"{d['mix_crf']} lowered until the blend identity is >= 40 dB, {_x264(d)}, AAC "
+            f"64 kbit/s), {n} samples per run (one shard), median of {repeats} runs. `draw` is "
+            f"the same run with `--pairing draw` (V2 drawn and decoded per sample, as before "
+            f"chain pairing); `trellis` with `--x264-params ''` (x264's faster preset as it is).",
             "",
-            "| blend | sources | pairing | samples/s per core | KB per sample | decode+resize "
+            "| blend | sources | variant | samples/s per core | KB per sample | decode+resize "
             "| crop | slic | blend | encode | write |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         runs = [("transparent", "all", "chain"), ("occlusion", "all", "chain"),
+                ("transparent", "all", "trellis"),
                 ("transparent", "all", "draw"), ("occlusion", "all", "draw"),
                 ("transparent", "360p", "chain"), ("transparent", "720p", "chain")]  # fmt: skip
         for blend, subset, pairing in runs:
-            r = bench_make_shards(subsets[subset], Path(tmp), blend, n, repeats, pairing)
+            overrides = {"x264_params": ""} if pairing == "trellis" else {"pairing": pairing}
+            r = bench_make_shards(subsets[subset], Path(tmp), blend, n, repeats, **overrides)
             st = r["stage_s_per_sample"]
             cells = " | ".join(
                 f"{st.get(k, 0.0):.3f} s"
@@ -208,7 +220,7 @@ def run(out_md: Path, n: int = 8, repeats: int = 3) -> str:
         ]
         fid = bench_fidelity(source)
         lines += ["## Fidelity of stored v1 / v2", "",
-                  f"H.264 CRF {d['crf']} ({d['preset']}) yuv444p against the clean 128x128 "
+                  f"H.264 CRF {d['crf']} ({_x264(d)}) yuv444p against the clean 128x128 "
                   f"crop, 8 clips: median "
                   f"{fid['psnr_db_median']:.1f} dB (min {fid['psnr_db_min']:.1f} dB), median "
                   f"{fid['bytes_median'] / 1e3:.1f} KB per clip.", ""]  # fmt: skip

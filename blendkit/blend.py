@@ -22,9 +22,16 @@ def occlusion_alpha(mask: np.ndarray) -> np.ndarray:
 
 
 def blend(v1: np.ndarray, v2: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Equation 3 in float: (T,H,W,3) uint8 videos and (T,H,W) alpha -> (T,H,W,3) float32."""
-    a = alpha[..., None].astype(np.float32)
-    return a * v1.astype(np.float32) + (1.0 - a) * v2.astype(np.float32)
+    """Equation 3 in float: (T,H,W,3) uint8 videos and (T,H,W) alpha -> (T,H,W,3) float32.
+
+    Computed in place as ``v2 + alpha * (v1 - v2)``, one float array instead of five: 6 ms
+    instead of 15-37 ms a 64x128x128 clip. Exact (equal to ``alpha*v1 + (1-alpha)*v2``) for the
+    alphas blendkit writes, 0, 1/2 and 1; within one float32 rounding for any other."""
+    out = v1.astype(np.float32)  # (T, H, W, 3)
+    out -= v2
+    out *= np.asarray(alpha, np.float32)[..., None]
+    out += v2
+    return out
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:

@@ -51,17 +51,36 @@ def _x264_params() -> str:
 
 
 X264_PARAMS = _x264_params()
+_PINNED_X264_KEYS = {"threads", "lookahead-threads", "sliced-threads", "asm"}
+
+
+def check_x264_params(params: str) -> None:
+    """Raise ``ValueError`` unless ``params`` is ``key=value`` pairs joined by ``:`` that leave
+    the options ``X264_PARAMS`` pins for determinism alone."""
+    for pair in filter(None, params.split(":")):
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"{pair!r} is not key=value")
+        if key in _PINNED_X264_KEYS:
+            raise ValueError(f"{key} is fixed by blendkit (same bytes with any worker count)")
 
 
 def encode_video(
-    frames: np.ndarray, fps: float, crf: int, preset: str = "medium", tune: str | None = None
+    frames: np.ndarray,
+    fps: float,
+    crf: int,
+    preset: str = "medium",
+    tune: str | None = None,
+    x264_params: str = "",
 ) -> bytes:
     """(T, H, W, 3) uint8 RGB -> mp4 bytes (H.264, yuv444p, constant rate ``fps``).
 
     ``tune`` is x264's (e.g. ``"fastdecode"``: CAVLC and no deblocking, for readers that decode
-    many clips per second)."""
+    many clips per second); ``x264_params`` more x264 options (``check_x264_params``)."""
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+    check_x264_params(x264_params)
+    params = f"{X264_PARAMS}:{x264_params}" if x264_params else X264_PARAMS
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as container:
         stream = container.add_stream(VIDEO_CODEC, rate=Fraction(fps).limit_denominator(1001))
@@ -69,7 +88,7 @@ def encode_video(
         stream.pix_fmt = PIX_FMT
         stream.thread_count = 1
         stream.codec_context.thread_type = "NONE"
-        options = {"crf": str(crf), "preset": preset, "x264-params": X264_PARAMS}
+        options = {"crf": str(crf), "preset": preset, "x264-params": params}
         stream.options = {**options, "tune": tune} if tune else options
         for image in frames:
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")

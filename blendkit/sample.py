@@ -126,7 +126,9 @@ def store_clip(
     source: int, clip: Clip, rng: np.random.Generator, cfg: ShardConfig, timer: Timer
 ) -> StoredClip:
     with timer("encode"):
-        video = codec.encode_video(clip.frames, cfg.fps, cfg.crf, cfg.preset, cfg.tune)
+        video = codec.encode_video(
+            clip.frames, cfg.fps, cfg.crf, cfg.preset, cfg.tune, cfg.x264_params
+        )
         decoded = codec.decode_video(video)
         audio = None
         if clip.audio is not None:
@@ -226,7 +228,7 @@ def mix_members(v1: StoredClip, v2: StoredClip, alpha: np.ndarray, cfg: ShardCon
     crf = cfg.mix_crf
     with timer("encode"):
         while True:
-            bmix = codec.encode_video(mix, cfg.fps, crf, cfg.preset, cfg.tune)
+            bmix = codec.encode_video(mix, cfg.fps, crf, cfg.preset, cfg.tune, cfg.x264_params)
             quality = codec.psnr(codec.decode_video(bmix), target)
             if quality >= cfg.min_mix_psnr or crf == 0:
                 break

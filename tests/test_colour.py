@@ -74,3 +74,15 @@ def test_fastdecode_tune_changes_the_stream_and_keeps_the_clip():
     fast = encode_video(frames, 25, 12, tune="fastdecode")
     assert fast != plain
     assert psnr(decode_video(fast), frames) > 30 and psnr(decode_video(plain), frames) > 30
+
+
+def test_x264_params_reach_the_encoder():
+    frames = _clip(3)
+    default = encode_video(frames, 25, 12, "faster")
+    assert encode_video(frames, 25, 12, "faster", x264_params="trellis=1") == default
+    no_trellis = encode_video(frames, 25, 12, "faster", x264_params="trellis=0")
+    assert no_trellis != default
+    quality = [psnr(decode_video(data), frames) for data in (default, no_trellis)]
+    assert abs(quality[0] - quality[1]) < 2.0, quality  # noise: trellis matters most here
+    with pytest.raises(ValueError, match="threads is fixed"):
+        encode_video(frames, 25, 12, x264_params="threads=2")

@@ -310,6 +310,17 @@ def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
     assert cfg.fps == 30.0 and cfg.superpixels.n_segments == 9
 
 
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [("trellis", "'trellis' is not key=value"), ("threads=4", "threads is fixed by blendkit"),
+     ("ref=1:asm=AVX512", "asm is fixed"), ("=1", "'=1' is not key=value")],
+)  # fmt: skip
+def test_config_rejects_x264_params_that_are_malformed_or_break_determinism(params, reason):
+    with pytest.raises(ConfigError, match=f"x264_params: {reason}"):
+        ShardConfig(source="a", out="b", x264_params=params)
+    assert ShardConfig(source="a", out="b", x264_params="trellis=2:ref=1").x264_params
+
+
 def test_too_few_usable_videos_is_a_clear_error(tmp_path):
     (tmp_path / "src").mkdir()
     make_zero_byte(tmp_path / "src" / "a.mp4")
