@@ -189,9 +189,10 @@ def prepare(
     if asked.
 
     The loader ships uint8 Y, U, V planes as stored (4x less to stack and copy than float, and
-    no colour conversion on its CPU cores) and leaves the conversion to RGB (``trainer.colour``)
-    and equation 3 to the device. ``pixel_pool`` average-pools k x k pixels after the mix is
-    formed (1 for the paper; frames are subsampled in the loader, ``data.frame_stride``).
+    no colour conversion on its CPU cores) and alpha as float16, and leaves the conversion to RGB
+    (``trainer.colour``) and equation 3 to the device. ``pixel_pool`` average-pools k x k
+    pixels after the mix is formed (1 for the paper; frames are subsampled in the loader,
+    ``data.frame_stride``).
     Float videos (tests, injected batches) are taken as RGB and pass unchanged; non-tensors
     pass through. Audio comes as waveforms (``a*_wave``, with ``mel``): their log-mel features
     ``a1`` and ``a2`` are computed here, a batch at a time (``batch_log_mel``); batches that
@@ -203,6 +204,8 @@ def prepare(
             value = value.to(device, non_blocking=True)
             if key in VIDEO_KEYS and value.dtype == torch.uint8:
                 value = yuv_to_rgb(value)  # (B, 3, T, H, W) float RGB in [0, 1]
+            elif key == "alpha":
+                value = value.float()  # float16 from the loader
         out[key] = value
     if "mel" in out:  # waveforms from the loader
         mels = set(out.pop("mel"))

@@ -36,7 +36,7 @@ class Batch(TypedDict, total=False):
     mix: torch.Tensor  # (B, 3, T, H, W) uint8 YUV, only with DataConfig.stored_mix
     v1: torch.Tensor  # (B, 3, T, H, W) uint8 YUV
     v2: torch.Tensor  # (B, 3, T, H, W) uint8 YUV
-    alpha: torch.Tensor  # (B, 1, T, H, W) float32 in [0, 1]
+    alpha: torch.Tensor  # (B, 1, T, H, W) float16 in [0, 1] (trainer.data.sample)
     a1_wave: torch.Tensor  # (B, N) float32 waveform of V1's audio, zeros where has_a1 is False
     a2_wave: torch.Tensor  # (B, N) float32
     has_a1: torch.Tensor  # (B,) bool
