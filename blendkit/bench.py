@@ -197,8 +197,8 @@ def run(out_md: Path, n: int = 12, repeats: int = 3) -> str:
                 ("transparent", "all", "trellis"),
                 ("transparent", "all", "draw"), ("occlusion", "all", "draw"),
                 ("transparent", "360p", "chain"), ("transparent", "720p", "chain")]  # fmt: skip
-        for blend, subset, pairing in runs:
-            overrides = {"x264_params": ""} if pairing == "trellis" else {"pairing": pairing}
+        for blend, subset, variant in runs:
+            overrides = {"x264_params": ""} if variant == "trellis" else {"pairing": variant}
             r = bench_make_shards(subsets[subset], Path(tmp), blend, n, repeats, **overrides)
             st = r["stage_s_per_sample"]
             cells = " | ".join(
@@ -206,7 +206,7 @@ def run(out_md: Path, n: int = 12, repeats: int = 3) -> str:
                 for k in ("decode+resize", "crop", "slic", "blend", "encode", "write")
             )
             lines.append(
-                f"| {blend} | {subset} | {pairing} | {r['samples_per_s_per_core']:.2f} | "
+                f"| {blend} | {subset} | {variant} | {r['samples_per_s_per_core']:.2f} | "
                 f"{r['bytes_per_sample'] / 1e3:.0f} | {cells} |"
             )
         lines += [

@@ -162,7 +162,7 @@ def _shard_task(args: tuple[int, int, int]) -> tuple[int, dict, dict[str, float]
 
 
 # bump when the same config and inputs would give other bytes (2: chain pairing, 3: a new source
-# order for each pass over the sources, 4: x264 trellis=0 by default)
+# order for each pass over the sources, 4: x264 trellis=0 by default and AAC's fast coder)
 SHARD_FORMAT = 4
 
 
