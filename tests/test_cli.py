@@ -55,3 +55,23 @@ def test_config_file_values_hold_unless_given_on_the_command_line(tmp_path):
     given = [*out, "--config", str(config), "--blend", "transparent", "--pairing", "sideways"]
     result = runner.invoke(app, ["make-shards", str(tmp_path), *given])
     _one_line_error(result, "pairing", "sideways")
+
+
+def test_make_shards_option_defaults_are_the_configs():
+    """The CLI repeats ShardConfig's defaults (so --help shows them); they must not drift."""
+    import dataclasses
+
+    import typer.main
+
+    from blendkit.config import ShardConfig
+
+    fields = {
+        f.name: f.default
+        for f in dataclasses.fields(ShardConfig)
+        if f.default is not dataclasses.MISSING  # source and out are required
+    }
+    fields["tune"] = fields["tune"] or "none"  # the CLI spells x264's default "none"
+    command = typer.main.get_command(app).commands["make-shards"]
+    checked = {p.name: p.default for p in command.params if p.name in fields}
+    assert {"crf", "mix_crf", "preset", "tune", "x264_params", "frames", "fps"} <= set(checked)
+    assert checked == {name: fields[name] for name in checked}
