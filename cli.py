@@ -14,14 +14,9 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from blendkit.cli_support import USER_ERRORS, fail
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
-
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, OSError)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _warn_skip(skip) -> None:
@@ -104,7 +99,7 @@ def make_shards_cmd(
         cfg = from_dict(ShardConfig, {**base, **given})
         summary = make_shards(cfg, progress=not quiet, on_skip=_warn_skip)
     except (ConfigError, *USER_ERRORS) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(json.dumps(dataclasses.asdict(summary), indent=1))
 
 
@@ -124,7 +119,7 @@ def inspect_cmd(
     try:
         result = inspect_shards(folder, verify=verify, render=render, n_render=samples)
     except USER_ERRORS as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(json.dumps(result, indent=1) if as_json else format_summary(result))
     if verify and result["verify"]["failures"]:
         raise typer.Exit(1)
@@ -154,7 +149,7 @@ def demo_data_cmd(
             )
         )
     except USER_ERRORS as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(json.dumps(summary, indent=1))
 
 

@@ -20,6 +20,7 @@ import os
 
 import typer
 
+from blendkit.cli_support import fail
 from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, load_config, to_dict
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
@@ -36,11 +37,6 @@ def _resolve(
     shorthands = {"data.shards": shards, "run_dir": run, "model_name": model, "optim.steps": steps}
     items = [f"{k}={v}" for k, v in shorthands.items() if v is not None]
     return load_config(config, items + list(overrides or []))
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 CONFIG = typer.Option("tiny", "--config", "-c", help="preset (tiny, paper) or a JSON file")
@@ -66,14 +62,14 @@ def train(
         if not cfg.data.shards:
             raise ConfigError("no training shards: pass --shards or data.shards=...")
     except ConfigError as e:
-        _fail(str(e))
+        fail(str(e))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from trainer.train import train as run_training  # heavy imports only when training
 
     try:
         summary = run_training(cfg)
     except (ConfigError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     if os.environ.get("RANK", "0") == "0":
         typer.echo(json.dumps(summary, indent=2))
 
@@ -91,7 +87,7 @@ def show_config(
     try:
         cfg = _resolve(config, shards, run, model, steps, overrides)
     except ConfigError as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(json.dumps(to_dict(cfg), indent=2))
 
 

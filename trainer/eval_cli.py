@@ -16,21 +16,18 @@ from pathlib import Path
 
 import typer
 
+from blendkit.cli_support import fail
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _offsets(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        _fail(f"--offsets must be comma-separated seconds, got {text!r}")
+        fail(f"--offsets must be comma-separated seconds, got {text!r}")
     if not values or any(v < 0 for v in values):
-        _fail(f"--offsets must be non-negative seconds, got {text!r}")
+        fail(f"--offsets must be non-negative seconds, got {text!r}")
     return values
 
 
@@ -67,7 +64,7 @@ def eval_command(
             device=device,
         )
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     for m in summary["runs"]:
         loss, ident = m["loss"], m["identity_loss"]
         acc = m.get("control_accuracy", {})
@@ -95,7 +92,7 @@ def decompose(
     try:
         summary = run_decompose(run, video, out, window=window, device=device)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"{summary['frames']} frames at {summary['fps']:g} fps -> {out}")
     control = summary["control"]
     if control is not None:
@@ -117,7 +114,7 @@ def classifier(
     try:
         summary = train_tiny_classifier(shards, out, steps=steps)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(json.dumps(summary))
 
 

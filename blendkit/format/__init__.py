@@ -1,0 +1,5 @@
+"""The shard format: the one home of every fact a shard writer and its readers share."""
+
+from blendkit.format.blends import BLEND_CHOICES, BLEND_KINDS, BOTH, OCCLUSION, TRANSPARENT, kinds
+
+__all__ = ["BLEND_CHOICES", "BLEND_KINDS", "BOTH", "OCCLUSION", "TRANSPARENT", "kinds"]
