@@ -184,3 +184,36 @@ def apply_overrides(
 def _plain(tree: Any) -> Any:
     """Values coerced in place may be tuples or Paths; make the tree JSON-like again."""
     return json.loads(json.dumps(tree, default=str))
+
+
+# ----------------------------------------------------------------------------- checks
+# The one validation style of every config dataclass: ``__post_init__`` calls these, and each
+# raises ``ConfigError`` whose message starts with the field's name (``from_dict`` adds the
+# section's dotted prefix).
+
+
+def require(ok: bool, key: str, message: str) -> None:
+    """Raise ``ConfigError("key: message")`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def positive(cfg: Any, *names: str) -> None:
+    """Each named field is > 0."""
+    for name in names:
+        value = getattr(cfg, name)
+        require(value > 0, name, f"must be positive, got {value}")
+
+
+def at_least(cfg: Any, minimum: float, *names: str) -> None:
+    """Each named field is >= ``minimum``."""
+    for name in names:
+        value = getattr(cfg, name)
+        require(value >= minimum, name, f"must be at least {minimum}, got {value}")
+
+
+def one_of(cfg: Any, name: str, choices: typing.Iterable[Any]) -> None:
+    """The named field is one of ``choices``."""
+    choices = tuple(choices)
+    value = getattr(cfg, name)
+    require(value in choices, name, f"expected one of {list(choices)}, got {value!r}")

@@ -1,0 +1,58 @@
+"""Clip geometry of a shard set: what every sample of it holds, and what a model trains at."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Frames per clip, their rate, the frame size and the audio rate of a shard set's samples."""
+
+    frames: int
+    fps: float
+    height: int
+    width: int
+    audio_rate: int
+
+    @property
+    def clip_seconds(self) -> float:
+        return self.frames / self.fps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Geometry:
+        """From ``to_dict``'s output or a sample's ``KEY.json`` (which holds these keys too)."""
+        try:
+            return cls(
+                frames=int(data["frames"]),
+                fps=float(data["fps"]),
+                height=int(data["height"]),
+                width=int(data["width"]),
+                audio_rate=int(data["audio_rate"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a clip geometry ({type(e).__name__}: {e})") from None
+
+
+def read_geometry(first_shard: str | Path) -> Geometry:
+    """The geometry of the first sample of a local shard (its ``KEY.json``).
+
+    Raises ``ValueError`` naming the shard when it holds no readable sample metadata.
+    """
+    try:
+        with tarfile.open(first_shard, mode="r|") as tar:
+            for info in tar:
+                if info.isreg() and info.name.endswith(".json"):
+                    f = tar.extractfile(info)
+                    if f is not None:
+                        return Geometry.from_dict(json.loads(f.read()))
+    except (OSError, tarfile.TarError, ValueError) as e:
+        raise ValueError(f"{first_shard}: no clip geometry ({e})") from None
+    raise ValueError(f"{first_shard}: no sample metadata (KEY.json) to read the geometry from")
