@@ -64,8 +64,9 @@ def make_shards_cmd(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Decode videos, cut clips, blend pairs and write WebDataset shards."""
-    from blendkit.config import ConfigError, ShardConfig, from_dict
     from blendkit.pipeline import make_shards
+    from blendkit.shard_config import ShardConfig
+    from blendkit.typed_config import ConfigError, from_dict
 
     options = dict(
         source=str(source),

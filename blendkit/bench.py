@@ -23,10 +23,10 @@ import numpy as np
 import skimage.data
 
 from blendkit import codec
-from blendkit.config import ShardConfig
 from blendkit.demo import write_video
 from blendkit.pipeline import make_shards
-from blendkit.sample import Timer, cut_clip
+from blendkit.recipe import Timer, cut_clip
+from blendkit.shard_config import ShardConfig
 
 IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "astronaut", "coffee")
 SIZES = ((640, 360), (640, 360), (640, 360), (1280, 720), (1280, 720), (1280, 720))

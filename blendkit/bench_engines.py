@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from blendkit.config import ShardConfig
 from blendkit.engines import LocalEngine, RayEngine
 from blendkit.pipeline import make_shards
+from blendkit.shard_config import ShardConfig
 
 
 def _rate(cfg: ShardConfig, engine) -> float:

@@ -63,7 +63,7 @@ def test_make_shards_option_defaults_are_the_configs():
 
     import typer.main
 
-    from blendkit.config import ShardConfig
+    from blendkit.shard_config import ShardConfig
 
     fields = {
         f.name: f.default
