@@ -24,7 +24,7 @@ What we chose where it is silent:
   boundaries back on full-resolution edges. Specks the voxel-wise step cuts off from their
   superpixel are then absorbed by a touching one, so every superpixel is one 6-connected piece
   (as skimage's ``enforce_connectivity`` guarantees at full resolution): the occluder is a
-  solid region, not salt noise. Cost ~0.1 s on top of ~0.15 s; ``bench_superpixels.compare``
+  solid region, not salt noise. Cost ~0.1 s on top of ~0.15 s; ``bench/superpixels.py``
   measures quality against full-resolution SLIC and against known object boundaries.
 - **Size rule.** A superpixel that is a speck makes an invisible occluder and one that covers
   most of the clip replaces V2; ``choose_superpixel`` draws uniformly among the superpixels whose
