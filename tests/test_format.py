@@ -33,6 +33,7 @@ from blendkit.format import (
 from blendkit.format.manifest import manifest_rows
 from blendkit.inspect import inspect_shards
 from tests.test_pipeline import dataset, made  # noqa: F401  (fixtures: tiny make-shards output)
+from trainer.data.select import wanted
 from trainer.data.stats import LoaderStats
 from trainer.data.tario import tarfile_to_samples
 
@@ -122,6 +123,13 @@ def test_the_trainer_stage_counts_hostile_members_and_keeps_the_rest(tmp_path):
     snap = stats.snapshot()
     assert snap["format_error"] == len(HOSTILE) + 1  # the symlink is not a regular file
     assert (snap["samples_read"], snap["shard_error"]) == (1, 0)
+
+
+def test_the_trainer_selects_blend_kinds_by_their_one_spelling():
+    assert wanted("both") == wanted("any") == ("transparent", "occlusion")
+    assert wanted("occlusion") == ("occlusion",)
+    with pytest.raises(ValueError, match="blend 'mirror' is not one of"):
+        wanted("mirror")
 
 
 def test_inspect_reports_hostile_members_as_failures(tmp_path):
