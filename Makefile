@@ -77,4 +77,4 @@ params: install ## parameter counts at paper size next to Table 1
 	$(BIN)/python -m trainer.params
 
 bench: install ## benchmarks -> BENCHMARKS.md
-	$(BIN)/python -m blendkit.bench --out BENCHMARKS.md
+	$(BIN)/python -m bench --out BENCHMARKS.md

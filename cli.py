@@ -64,8 +64,9 @@ def make_shards_cmd(
     quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Decode videos, cut clips, blend pairs and write WebDataset shards."""
-    from blendkit.config import ConfigError, ShardConfig, from_dict
     from blendkit.pipeline import make_shards
+    from blendkit.shard_config import ShardConfig
+    from blendkit.typed_config import ConfigError, from_dict
 
     options = dict(
         source=str(source),
@@ -105,7 +106,9 @@ def make_shards_cmd(
 
 @app.command("inspect")
 def inspect_cmd(
-    folder: Path = typer.Argument(..., help="A folder of shard-*.tar."),
+    folder: str = typer.Argument(
+        ..., help="A folder of shard-*.tar, or any shard spec: glob, list file, URL."
+    ),
     verify: bool = typer.Option(
         False, help="Decode everything; check shapes and the blend identity."
     ),
@@ -113,7 +116,7 @@ def inspect_cmd(
     samples: int = typer.Option(4, help="Samples on the contact sheet."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Summarise (and optionally verify and render) a folder of shards."""
+    """Summarise (and optionally verify and render) a folder (or any spec) of shards."""
     from blendkit.inspect import format_summary, inspect_shards
 
     try:

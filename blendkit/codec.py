@@ -172,11 +172,6 @@ AUDIO_FORMATS = {"aac": ("m4a", "ipod"), "flac": ("flac", "flac")}  # codec -> (
 AUDIO_EXTENSIONS = tuple(ext for ext, _ in AUDIO_FORMATS.values())
 
 
-def audio_member_name(members, track: str) -> str | None:
-    """The member holding ``track`` ("a1" or "a2") audio in any stored codec, or None if absent."""
-    return next((f"{track}.{e}" for e in AUDIO_EXTENSIONS if f"{track}.{e}" in members), None)
-
-
 def audio_extension(codec: str) -> str:
     """The member extension of audio encoded with ``codec`` ("m4a" for aac, "flac")."""
     return AUDIO_FORMATS[codec][0]

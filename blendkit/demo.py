@@ -50,6 +50,7 @@ import numpy as np
 from tqdm import tqdm
 
 from blendkit.kinetics import clip_stem
+from blendkit.typed_config import at_least, positive
 
 CLASSES = (
     "bouncing_ball",
@@ -66,11 +67,18 @@ AUDIO_RATE = 44100
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """What ``blendkit demo-data`` writes: videos per class and split, their length, the seed."""
+
     folder: str
     per_class: int = 8
     val_per_class: int = 2
     seconds: float = 4.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        at_least(self, 1, "per_class")
+        at_least(self, 0, "val_per_class", "seed")
+        positive(self, "seconds")
 
 
 def palette(label: str, value: float) -> np.ndarray:

@@ -1,69 +1,61 @@
 """``blendkit inspect``: summarise, verify and draw a folder of shards.
 
-Reads the tars alone (no sidecar, manifest or blendkit-specific index needed), so it works on shards
-copied from anywhere. An unreadable shard or sample is reported as a failure, never a crash.
+Reads the tars alone, through the one shard reader (``blendkit.format.reader``; no sidecar,
+manifest or blendkit-specific index needed), so it works on shards copied from anywhere. An
+unreadable shard, a malformed member or sample is reported as a failure, never a crash.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import webdataset as wds
 
 from blendkit import codec
 from blendkit.blend import blend
+from blendkit.format.layout import list_shards
+from blendkit.format.members import (
+    AUDIO,
+    META,
+    REQUIRED,
+    VIDEOS,
+    FormatError,
+    audio_bytes,
+    decode_layers,
+    find_audio,
+)
+from blendkit.format.meta import SampleMeta
+from blendkit.format.reader import ShardError, read_shard
+from blendkit.render import contact_sheet
 
 
-def list_shard_files(folder: Path) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
-    shards = sorted(folder.glob("shard-*.tar"))
-    if not shards:
-        raise FileNotFoundError(f"{folder}: no shard-*.tar files")
-    return shards
-
-
-def iter_samples(shard: Path):
-    """Raw samples (dict of member bytes, plus ``__key__``) of one tar."""
-    yield from wds.WebDataset(str(shard), shardshuffle=False, empty_check=False)
-
-
-def audio_member(sample: dict, name: str) -> bytes | None:
-    """The bytes of audio member ``name`` (a1 or a2), whatever codec it was stored with."""
-    member = codec.audio_member_name(sample, name)
-    return None if member is None else sample[member]
-
-
-def verify_sample(sample: dict, meta: dict, min_psnr: float = 40.0) -> list[str]:
+def verify_sample(sample: dict, meta: SampleMeta, min_psnr: float = 40.0) -> list[str]:
     """Decode every member; returns the problems found (empty when the sample is sound)."""
+    missing = [name for name in REQUIRED if name not in sample]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
     problems = []
-    shape = (meta["frames"], meta["height"], meta["width"])
-    videos = {}
-    for name in ("mix", "v1", "v2"):
-        v = codec.decode_video(sample[f"{name}.mp4"])
-        if v.shape != (*shape, 3):
-            problems.append(f"{name} has shape {v.shape}, expected {(*shape, 3)}")
-        videos[name] = v
-    alpha = codec.decode_alpha(sample["alpha.npz"])
+    shape = (meta.frames, meta.height, meta.width)
+    layers = decode_layers(sample)
+    for layer in VIDEOS:
+        if layers[layer].shape != (*shape, 3):
+            problems.append(f"{layer} has shape {layers[layer].shape}, expected {(*shape, 3)}")
+    alpha = layers["alpha"]
     if alpha.shape != shape or alpha.min() < 0 or alpha.max() > 1:
         problems.append(f"alpha has shape {alpha.shape} or values outside [0, 1]")
     if not problems:
-        quality = codec.psnr(videos["mix"], blend(videos["v1"], videos["v2"], alpha))
+        quality = codec.psnr(layers["mix"], blend(layers["v1"], layers["v2"], alpha))
         if quality < min_psnr:
             problems.append(f"blend identity at {quality:.1f} dB < {min_psnr} dB")
-    for name in ("a1", "a2"):
-        data = audio_member(sample, name)
+    for track, m in AUDIO.items():
+        data = audio_bytes(sample, m)
         if data is not None:
-            audio, rate = codec.decode_audio(data)
-            if rate != meta["audio_rate"] or len(audio) != meta["audio_samples"]:
+            audio, rate = m.decode(data)
+            if rate != meta.audio_rate or len(audio) != meta.audio_samples:
                 problems.append(
-                    f"{name}: {len(audio)} samples at {rate} Hz, expected "
-                    f"{meta['audio_samples']} at {meta['audio_rate']} Hz"
+                    f"{track}: {len(audio)} samples at {rate} Hz, expected "
+                    f"{meta.audio_samples} at {meta.audio_rate} Hz"
                 )
     return problems
 
@@ -74,57 +66,89 @@ def _stats(values: list[float]) -> dict | None:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
-def inspect_shards(
-    folder: Path, verify: bool = False, render: Path | None = None, n_render: int = 4
-) -> dict:
-    """Summary of a shard folder; with ``verify`` every member is decoded and checked."""
-    shards = list_shard_files(folder)
-    blends, members, sizes, fractions = Counter(), Counter(), [], []
-    failures, rendered, n = [], [], 0
-    for shard in shards:
-        try:
-            for sample in iter_samples(shard):
-                key = f"{shard.name}:{sample['__key__']}"
-                try:
-                    meta = json.loads(sample["json"])
-                    n += 1
-                    blends[meta["blend"]] += 1
-                    members.update(k for k in sample if not k.startswith("__"))
-                    sizes.append(sum(len(v) for k, v in sample.items() if not k.startswith("__")))
-                    if meta.get("superpixel"):
-                        fractions.append(meta["superpixel"]["fraction"])
-                    if verify:
-                        failures += [
-                            {"sample": key, "reason": p} for p in verify_sample(sample, meta)
-                        ]
-                    if render is not None and len(rendered) < n_render:
-                        rendered.append((key, sample, meta))
-                except (KeyError, ValueError, OSError) as e:
-                    failures.append({"sample": key, "reason": f"unreadable: {e}"})
-        except Exception as e:  # a broken tar stream: report it, keep going with the next shard
-            failures.append({"sample": shard.name, "reason": f"unreadable shard: {e}"})
-    audio = {
-        name: sum(members[f"{name}.{e}"] for e in codec.AUDIO_EXTENSIONS) for name in ("a1", "a2")
-    }
-    result = {
-        "folder": str(folder),
-        "shards": len(shards),
-        "samples": n,
-        "samples_by_blend": dict(blends),
-        "audio_coverage": {k: round(v / n, 4) if n else 0.0 for k, v in audio.items()},
-        "superpixel_fraction": _stats(fractions),
-        "bytes_per_sample": _stats(sizes),
-        "mean_bytes_per_sample": round(sum(sizes) / n) if n else 0,
-    }
-    if verify:
-        result["verify"] = {"checked": n, "failures": failures}
-    elif failures:
-        result["unreadable"] = failures
-    if render is not None:
-        from blendkit.render import contact_sheet
+@dataclass
+class _Tally:
+    """What ``inspect_shards`` has seen so far."""
 
-        contact_sheet(rendered, Path(render))
+    verify: bool
+    n_render: int
+    samples: int = 0
+    blends: Counter = field(default_factory=Counter)
+    audio: Counter = field(default_factory=Counter)  # track -> samples holding it
+    sizes: list[int] = field(default_factory=list)
+    fractions: list[float] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    rendered: list[tuple[str, dict, SampleMeta]] = field(default_factory=list)
+
+    def fail(self, where: str, reason: str) -> None:
+        self.failures.append({"sample": where, "reason": reason})
+
+    def add(self, where: str, sample: dict) -> None:
+        """Count one raw sample (and verify it, keep it for the contact sheet)."""
+        if META.name not in sample:
+            return self.fail(where, "unreadable: no json member")
+        try:
+            meta = SampleMeta.from_dict(META.decode(sample[META.name]))
+        except ValueError as e:  # FormatError, a bad json
+            return self.fail(where, f"malformed json: {e}")
+        self.samples += 1
+        self.blends[meta.blend] += 1
+        self.audio.update(t for t, m in AUDIO.items() if find_audio(sample, m) is not None)
+        self.sizes.append(sum(len(v) for k, v in sample.items() if not k.startswith("__")))
+        if meta.superpixel is not None:
+            self.fractions.append(meta.superpixel.fraction)
+        if self.verify:
+            try:
+                problems = verify_sample(sample, meta)
+            except Exception as e:  # codec errors come in many types (av, zipfile, numpy)
+                problems = [f"unreadable: {type(e).__name__}: {e}"]
+            self.failures += [{"sample": where, "reason": p} for p in problems]
+        if len(self.rendered) < self.n_render:
+            self.rendered.append((where, sample, meta))
+
+
+def inspect_shards(
+    shards: str | Path, verify: bool = False, render: Path | None = None, n_render: int = 4
+) -> dict:
+    """Summary of a shard set (a folder or any spec ``list_shards`` takes); with ``verify`` every
+    member is decoded and checked. Malformed members and samples and broken shards are reported
+    as failures, never used."""
+    urls = list_shards(shards)
+    tally = _Tally(verify, n_render if render is not None else 0)
+    for url in urls:
+        name = url.rsplit("/", 1)[-1]
+
+        def malformed(error: FormatError, name: str = name) -> None:
+            tally.fail(name, f"malformed: {error}")
+
+        try:
+            for sample in read_shard(url, on_error=malformed):
+                tally.add(f"{name}:{sample['__key__']}", sample)
+        except ShardError as e:  # a broken tar stream: report it, go on with the next shard
+            tally.fail(name, f"unreadable shard: {e}")
+    result = _summary(str(shards), len(urls), tally)
+    if render is not None:
+        contact_sheet(tally.rendered, Path(render))
         result["render"] = str(render)
+    return result
+
+
+def _summary(shards: str, n_shards: int, tally: _Tally) -> dict:
+    n = tally.samples
+    result = {
+        "folder": shards,
+        "shards": n_shards,
+        "samples": n,
+        "samples_by_blend": dict(tally.blends),
+        "audio_coverage": {t: round(tally.audio[t] / n, 4) if n else 0.0 for t in AUDIO},
+        "superpixel_fraction": _stats(tally.fractions),
+        "bytes_per_sample": _stats(tally.sizes),
+        "mean_bytes_per_sample": round(sum(tally.sizes) / n) if n else 0,
+    }
+    if tally.verify:
+        result["verify"] = {"checked": n, "failures": tally.failures}
+    elif tally.failures:
+        result["unreadable"] = tally.failures
     return result
 
 
@@ -150,10 +174,3 @@ def format_summary(result: dict) -> str:
     if "render" in result:
         lines.append(f"contact sheet: {result['render']}")
     return "\n".join(lines)
-
-
-def decoded_frames(sample: dict) -> dict[str, np.ndarray]:
-    """mix, v1, v2 as (T,H,W,3) uint8 and alpha as (T,H,W) float32."""
-    out = {k: codec.decode_video(sample[f"{k}.mp4"]) for k in ("mix", "v1", "v2")}
-    out["alpha"] = codec.decode_alpha(sample["alpha.npz"])
-    return out

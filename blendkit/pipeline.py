@@ -8,11 +8,11 @@ Stages, composed in :func:`make_shards`:
 3. **plan**   sample ``i`` takes V1 = ``order[i]``: the usable sources in a seeded random order, a
    new order for each pass over them (``source_order``), and the blend kind
    ``kinds[i % len(kinds)]``; shard ``s`` holds samples ``[s*K, (s+1)*K)``, and V2 is the next
-   sample's V1 clip within the shard (``sample.py``, "Pairing")
-4. **shards** each unfinished shard is one independent task (see ``sample.py``), run by an engine
+   sample's V1 clip within the shard (``recipe.py``, "Pairing")
+4. **shards** each unfinished shard is one independent task (see ``recipe.py``), run by an engine
    (``engines.py``: this process, a process pool, or Ray); finished shards are kept, so rerunning
    the same command resumes
-5. **manifest** and **report** from the shards' sidecars
+5. **manifest** and **report** from the shards' sidecars (``blendkit.format.manifest``)
 
 Determinism: a sample depends only on (inputs, config, seed, index), and a shard only on its
 samples, so any engine and any number of worker processes give byte-identical shards.
@@ -24,29 +24,27 @@ in place (a rename, or an upload to a temporary key and a move).
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import av
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import skimage
 from tqdm import tqdm
 
-from blendkit.config import ConfigError, ShardConfig, from_dict
 from blendkit.decode import DecodeError, probe
 from blendkit.engines import Engine, make_engine
+from blendkit.format.layout import REPORT, SHARD_FORMAT, sidecar_name
+from blendkit.format.manifest import write_manifest
 from blendkit.kinetics import Skip, VideoItem, index_source
-from blendkit.sample import ShardClips, Source, make_sample
+from blendkit.recipe import ShardClips, Source, make_sample
+from blendkit.shard_config import ShardConfig
 from blendkit.storage import FsspecStore, LocalStore, open_store
-from blendkit.writer import shard_paths
+from blendkit.typed_config import ConfigError, from_dict
 
 PROBE_CHUNK = 16  # videos per probe task
 
@@ -159,11 +157,6 @@ def _shard_task(args: tuple[int, int, int]) -> tuple[int, dict, dict[str, float]
 
 
 # ----------------------------------------------------------------------------- orchestration
-
-
-# bump when the same config and inputs would give other bytes (2: chain pairing, 3: a new source
-# order for each pass over the sources, 4: x264 trellis=0 by default and AAC's fast coder)
-SHARD_FORMAT = 4
 
 
 def made_with() -> dict[str, str | int]:
@@ -293,13 +286,13 @@ def make_shards(
         "failed_samples": [f for sc in sidecars for f in sc["failed"]],
         "config": dataclasses.asdict(cfg),
     }
-    store.write_bytes("report.json", json.dumps(report, indent=1).encode())
+    store.write_bytes(REPORT, json.dumps(report, indent=1).encode())
     store.finish()  # temporaries of tasks that died and were retried
     return summary
 
 
 def _read_sidecar(store: LocalStore | FsspecStore, index: int) -> dict:
-    name = shard_paths(Path("."), index)[1].name
+    name = sidecar_name(index)
     text = store.read_text(name)
     if text is None:
         raise FileNotFoundError(f"{store.url}/{name}: sidecar of a finished shard is missing")
@@ -330,36 +323,3 @@ def _summarize(cfg, shards, written, items, skips, sources, sidecars, stage_seco
         seconds=0.0,
         stage_seconds={k: round(v, 3) for k, v in sorted(stage_seconds.items())},
     )
-
-
-# ----------------------------------------------------------------------------- manifest
-
-
-def manifest_rows(sidecars: list[dict]) -> list[dict]:
-    """One flat row per sample."""
-    rows = []
-    for sc in sidecars:
-        for s in sc["samples"]:
-            m = s["meta"]
-            row = {
-                "key": m["key"],
-                "index": m["index"],
-                "shard": shard_paths(Path("."), sc["shard"])[0].name,
-                "blend": m["blend"],
-                "seed": m["seed"],
-                "bytes": s["bytes"],
-                "superpixel_fraction": (m["superpixel"] or {}).get("fraction"),
-                "mix_crf": m["video"]["mix_crf"],
-                "mix_psnr_db": m["video"]["mix_psnr_db"],
-            }
-            for side in ("v1", "v2"):
-                for k in ("youtube_id", "label", "split", "path", "clip_start_s", "has_audio"):
-                    row[f"{side}_{k}"] = m[side][k]
-            rows.append(row)
-    return rows
-
-
-def write_manifest(store: LocalStore | FsspecStore, sidecars: list[dict]) -> None:
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(manifest_rows(sidecars)), buffer)
-    store.write_bytes("manifest.parquet", buffer.getvalue())

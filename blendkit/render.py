@@ -14,7 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from blendkit import codec  # noqa: E402
+from blendkit.format.members import AUDIO, VIDEOS, audio_bytes, decode_layers  # noqa: E402
+from blendkit.format.meta import SampleMeta  # noqa: E402
 
 N_FRAMES = 4
 
@@ -29,13 +30,11 @@ def frame_strip(video: np.ndarray, n: int = N_FRAMES) -> np.ndarray:
     return np.concatenate([x for f in frames for x in (f, gap)][:-1], axis=1)
 
 
-def contact_sheet(samples: list[tuple[str, dict, dict]], path: Path) -> None:
+def contact_sheet(samples: list[tuple[str, dict, SampleMeta]], path: Path) -> None:
     """Draw ``(key, raw sample, meta)`` rows into a PNG at ``path``."""
-    from blendkit.inspect import audio_member, decoded_frames
-
     if not samples:
         raise ValueError(f"{path}: nothing to render (no readable samples)")
-    cols = ("mix", "v1", "v2", "alpha", "a1", "a2")
+    cols = (*VIDEOS, "alpha", *AUDIO)
     fig, axes = plt.subplots(
         len(samples),
         len(cols),
@@ -44,27 +43,30 @@ def contact_sheet(samples: list[tuple[str, dict, dict]], path: Path) -> None:
         squeeze=False,
     )
     for row, (key, sample, meta) in zip(axes, samples, strict=True):
-        frames = decoded_frames(sample)
+        frames = decode_layers(sample)
         for ax, name in zip(row, cols, strict=True):
             ax.set_xticks([])
             ax.set_yticks([])
-            if name in ("a1", "a2"):
-                data = audio_member(sample, name)
-                if data is None:
-                    ax.text(0.5, 0.5, "no audio", ha="center", va="center")
-                else:
-                    audio, rate = codec.decode_audio(data)
-                    ax.specgram(audio, NFFT=512, Fs=rate, noverlap=352, cmap="magma")
-                    ax.set_ylim(0, min(rate / 2, 8000))
+            if name in AUDIO:
+                _spectrogram(ax, audio_bytes(sample, AUDIO[name]), AUDIO[name].decode)
             elif name == "alpha":
                 ax.imshow(frame_strip(frames[name]), cmap="gray", vmin=0, vmax=1)
             else:
                 ax.imshow(frame_strip(frames[name]))
-            side = meta.get(name, {}) if name in ("v1", "v2") else {}
-            label = f" ({side.get('label') or side.get('youtube_id')})" if side else ""
+            side = getattr(meta, name) if name in ("v1", "v2") else None
+            label = f" ({side.label or side.youtube_id})" if side else ""
             ax.set_title(f"{name}{label}", fontsize=9)
-        row[0].set_ylabel(f"{key.split(':')[-1]}\n{meta['blend']}", fontsize=9)
+        row[0].set_ylabel(f"{key.split(':')[-1]}\n{meta.blend}", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _spectrogram(ax, data: bytes | None, decode) -> None:
+    if data is None:
+        ax.text(0.5, 0.5, "no audio", ha="center", va="center")
+        return
+    audio, rate = decode(data)
+    ax.specgram(audio, NFFT=512, Fs=rate, noverlap=352, cmap="magma")
+    ax.set_ylim(0, min(rate / 2, 8000))

@@ -16,51 +16,27 @@ always has its sidecar and a killed task leaves at most ``.*.tmp`` names that th
   resume sees every finished shard.
 - ``memory://`` is per process: useful in tests with the in-process engine only.
 
-Reading (trainer): :func:`expand_urls` turns a shard spec into WebDataset URLs and
-:func:`open_url` opens any of them as a binary stream.
+Reading: ``blendkit.format.layout`` lists shards (``list_shards``) and opens them (``open_url``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
 
-import braceexpand
-
+from blendkit.format.layout import fsspec_module as _fsspec
+from blendkit.format.layout import is_local, is_pipe, local_path, shard_name, sidecar_name
 from blendkit.writer import (
-    SHARD_PATTERN,
     ShardWriter,
     is_complete,
     remove_temporaries,
     shard_paths,
     write_atomic,
 )
-
-GLOB_CHARS = ("*", "?", "[")
-
-
-def is_local(url: str) -> bool:
-    """A plain path or a ``file://`` URL (not a ``pipe:`` command, not another protocol)."""
-    return url.startswith("file://") or ("://" not in url and not url.startswith("pipe:"))
-
-
-def local_path(url: str) -> Path:
-    """The path of a plain path or ``file://`` URL."""
-    return Path(url[len("file://") :] if url.startswith("file://") else url)
-
-
-def _fsspec():
-    try:
-        import fsspec
-    except ImportError as e:
-        raise ValueError("URLs other than local paths need fsspec: pip install fsspec") from e
-    return fsspec
 
 
 class LocalStore:
@@ -134,8 +110,7 @@ class FsspecStore:
         if not self.fs.isdir(self.root):
             return set()
         names = {p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)}
-        stems = [(i, SHARD_PATTERN.format(i)) for i in indices]
-        return {i for i, stem in stems if f"{stem}.tar" in names and f"{stem}.json" in names}
+        return {i for i in indices if shard_name(i) in names and sidecar_name(i) in names}
 
     @contextlib.contextmanager
     def shard_writer(self, index: int) -> Iterator[ShardWriter]:
@@ -154,73 +129,6 @@ class FsspecStore:
 
 def open_store(out: str) -> LocalStore | FsspecStore:
     """The store for ``make-shards --out``: a path, ``file://`` URL or other fsspec URL."""
-    if out.startswith("pipe:"):
+    if is_pipe(out):
         raise ValueError(f"{out}: pipe: commands can be read from, not written to; use a URL")
     return LocalStore(local_path(out)) if is_local(out) else FsspecStore(out)
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def _has_glob(s: str) -> bool:
-    return any(c in s for c in GLOB_CHARS)
-
-
-def _expand_local(spec: str) -> list[str]:
-    path = local_path(spec)
-    if path.is_dir():
-        return sorted(str(p) for p in path.glob("shard-*.tar"))
-    if _has_glob(str(path)):
-        return sorted(glob.glob(str(path)))
-    if path.is_file() and not path.name.endswith(".tar"):  # a list, one shard per line
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-        return [
-            ln if not is_local(ln) else str(path.parent / ln)
-            for ln in lines
-            if ln and not ln.startswith("#")
-        ]
-    return [str(path)] if path.is_file() else []
-
-
-def _expand_remote(spec: str) -> list[str]:
-    fs, root = _fsspec().core.url_to_fs(spec)
-    if _has_glob(root):
-        paths = sorted(fs.glob(root))
-    elif fs.isdir(root):
-        paths = sorted(fs.glob(f"{root.rstrip('/')}/shard-*.tar"))
-    else:
-        paths = [root] if fs.isfile(root) else []
-    return [fs.unstrip_protocol(p) for p in paths]
-
-
-def expand_urls(spec: str) -> list[str]:
-    """WebDataset URLs named by ``spec``.
-
-    - ``pipe:CMD``: brace-expanded, never checked (e.g. ``pipe:aws s3 cp s3://b/s-{0..9}.tar -``);
-    - a brace pattern (path or URL): expanded in the given order, not checked;
-    - a directory (path or URL): its ``shard-*.tar``, sorted;
-    - a glob (path or URL): the matches, sorted;
-    - a local file not ending in ``.tar``: one URL or path per line (relative to that file);
-    - one tar (path or URL).
-
-    Local paths stay plain paths; remote ones keep their protocol. Raises ``FileNotFoundError``
-    when nothing matches.
-    """
-    if spec.startswith("pipe:") or "{" in spec:
-        urls = list(braceexpand.braceexpand(spec))
-    else:
-        urls = _expand_local(spec) if is_local(spec) else _expand_remote(spec)
-    if not urls:
-        raise FileNotFoundError(f"no shards found for {spec!r}")
-    return urls
-
-
-def open_url(url: str, mode: str = "rb") -> IO[bytes]:
-    """Open a local path, ``file://`` URL, ``pipe:`` command or fsspec URL as a binary stream."""
-    if url.startswith("pipe:"):
-        from webdataset.gopen import gopen  # a subprocess whose exit status is checked on close
-
-        return gopen(url, mode)
-    if is_local(url):
-        return open(local_path(url), mode)
-    return _fsspec().open(url, mode).open()

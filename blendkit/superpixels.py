@@ -24,7 +24,7 @@ What we chose where it is silent:
   boundaries back on full-resolution edges. Specks the voxel-wise step cuts off from their
   superpixel are then absorbed by a touching one, so every superpixel is one 6-connected piece
   (as skimage's ``enforce_connectivity`` guarantees at full resolution): the occluder is a
-  solid region, not salt noise. Cost ~0.1 s on top of ~0.15 s; ``bench_superpixels.compare``
+  solid region, not salt noise. Cost ~0.1 s on top of ~0.15 s; ``bench/superpixels.py``
   measures quality against full-resolution SLIC and against known object boundaries.
 - **Size rule.** A superpixel that is a speck makes an invisible occluder and one that covers
   most of the clip replaces V2; ``choose_superpixel`` draws uniformly among the superpixels whose
@@ -42,6 +42,8 @@ import numpy as np
 from skimage.measure import label as connected_components
 from skimage.segmentation import slic
 from skimage.util import regular_grid
+
+from blendkit.typed_config import at_least, positive, require
 
 __all__ = [
     "SuperpixelConfig", "superpixels", "occlusion_superpixels", "choose_superpixel",
@@ -89,23 +91,14 @@ class SuperpixelConfig:
     max_fraction: float = 0.15
 
     def __post_init__(self) -> None:
-        if self.n_segments < 1:
-            raise ValueError(f"n_segments must be >= 1, got {self.n_segments}")
-        if not self.compactness > 0:
-            raise ValueError(f"compactness must be > 0, got {self.compactness}")
-        if self.downsample < 1:
-            raise ValueError(f"downsample must be >= 1, got {self.downsample}")
-        if self.max_num_iter < 1:
-            raise ValueError(f"max_num_iter must be >= 1, got {self.max_num_iter}")
-        if self.sigma < 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
-        if not self.temporal_spacing > 0:
-            raise ValueError(f"temporal_spacing must be > 0, got {self.temporal_spacing}")
-        if not 0.0 <= self.min_fraction <= self.max_fraction <= 1.0:
-            raise ValueError(
-                "need 0 <= min_fraction <= max_fraction <= 1, got "
-                f"{self.min_fraction}, {self.max_fraction}"
-            )
+        at_least(self, 1, "n_segments", "downsample", "max_num_iter")
+        positive(self, "compactness", "temporal_spacing")
+        at_least(self, 0, "sigma", "min_fraction")
+        require(
+            self.min_fraction <= self.max_fraction <= 1.0,
+            "max_fraction",
+            f"need min_fraction <= max_fraction <= 1, got {self.min_fraction}, {self.max_fraction}",
+        )
 
 
 def superpixels(frames: np.ndarray, cfg: SuperpixelConfig) -> np.ndarray:

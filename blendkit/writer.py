@@ -15,13 +15,13 @@ from pathlib import Path
 
 import webdataset as wds
 
-SHARD_PATTERN = "shard-{:06d}"
+from blendkit.format.layout import shard_name, sidecar_name
+from blendkit.format.members import META, encode_meta
 
 
 def shard_paths(out: Path, index: int) -> tuple[Path, Path]:
     """(tar, sidecar) paths of shard ``index``."""
-    stem = SHARD_PATTERN.format(index)
-    return out / f"{stem}.tar", out / f"{stem}.json"
+    return out / shard_name(index), out / sidecar_name(index)
 
 
 def is_complete(out: Path, index: int) -> bool:
@@ -61,7 +61,7 @@ class ShardWriter:
     def write(self, key: str, members: dict[str, bytes], meta: dict) -> int:
         """Add one sample; returns its size in bytes (members and json)."""
         record = {"__key__": key, **members}
-        record["json"] = json.dumps(meta, sort_keys=True).encode()
+        record[META.name] = encode_meta(meta)
         self._tar.write(record)
         return sum(len(v) for k, v in record.items() if k != "__key__")
 

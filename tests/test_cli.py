@@ -36,6 +36,14 @@ def test_inspect_empty_folder(tmp_path):
     _one_line_error(result, str(tmp_path), "no shard-*.tar")
 
 
+def test_bad_demo_data_options(tmp_path):
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--per-class", "0"])
+    _one_line_error(result, "per_class: must be at least 1, got 0")
+    result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--seconds", "-1"])
+    _one_line_error(result, "seconds: must be positive")
+    assert not (tmp_path / "d").exists()
+
+
 def test_unreadable_annotations(tmp_path):
     csv = tmp_path / "a.csv"
     csv.write_text("nothing,useful\n")
@@ -63,7 +71,7 @@ def test_make_shards_option_defaults_are_the_configs():
 
     import typer.main
 
-    from blendkit.config import ShardConfig
+    from blendkit.shard_config import ShardConfig
 
     fields = {
         f.name: f.default

@@ -381,7 +381,7 @@ def test_augment_keeps_the_blend_identity_and_moves_every_member_alike():
     import random
 
     from trainer.data.augment import augment_sample
-    from trainer.data.sample import Sample
+    from trainer.data.decoding import Sample
 
     g = torch.Generator().manual_seed(0)
     v1, v2 = (torch.randint(16, 241, (3, 4, 6, 5), generator=g, dtype=torch.uint8) for _ in "12")

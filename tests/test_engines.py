@@ -21,10 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from blendkit import pipeline
-from blendkit.config import ConfigError, ShardConfig
 from blendkit.engines import EngineError, LocalEngine, RayEngine, make_engine
+from blendkit.format.layout import list_shards, open_url
 from blendkit.pipeline import make_shards
-from blendkit.storage import expand_urls, open_store, open_url
+from blendkit.shard_config import ShardConfig
+from blendkit.storage import open_store
+from blendkit.typed_config import ConfigError
 from tests import test_pipeline
 from tests.test_pipeline import _cfg
 
@@ -146,7 +148,9 @@ def test_local_engine_runs_init_then_every_task(workers):
 
 
 def test_engine_choice_is_checked_and_excluded_from_identity(tmp_path):
-    with pytest.raises(ConfigError, match="engine: 'spark' is not local or ray"):
+    with pytest.raises(
+        ConfigError, match=r"engine: expected one of \['local', 'ray'\], got 'spark'"
+    ):
         ShardConfig(source="a", out="b", engine="spark")
     a = ShardConfig(source="a", out="b")
     assert a.identity() == ShardConfig(source="a", out="c", engine="ray",
@@ -179,7 +183,7 @@ def test_memory_url_round_trip_and_resume(dataset, local):
     try:
         summary = make_shards(_cfg(dataset, url), progress=False)
         assert (summary.shards_written, summary.samples) == (3, 8)
-        urls = expand_urls(url)
+        urls = list_shards(url)
         assert [u.rsplit("/", 1)[1] for u in urls] == [f"{s}.tar" for s in SHARDS]
         for u, stem in zip(urls, SHARDS, strict=True):
             with open_url(u) as f:
@@ -218,19 +222,19 @@ def test_failed_upload_leaves_no_shard(tmp_path):
         fs.rm("/blendkit-abort", recursive=True)
 
 
-def test_expand_urls_accepts_every_form(tmp_path):
+def test_list_shards_accepts_every_form(tmp_path):
     for i in range(3):
         (tmp_path / f"shard-{i:06d}.tar").write_bytes(b"tar%d" % i)
     (tmp_path / "other.tar").write_bytes(b"")
     local = [str(tmp_path / f"shard-{i:06d}.tar") for i in range(3)]
     (tmp_path / "list.txt").write_text("# train\nshard-000002.tar\nmemory://b/x.tar\n")
-    assert expand_urls(str(tmp_path)) == local
-    assert expand_urls(f"file://{tmp_path}") == local
-    assert expand_urls(str(tmp_path / "shard-00000[01].tar")) == local[:2]
-    assert expand_urls(str(tmp_path / "shard-{000002..000000}.tar")) == local[::-1]
-    assert expand_urls(str(tmp_path / "list.txt")) == [local[2], "memory://b/x.tar"]
-    assert expand_urls(local[1]) == [local[1]]
-    assert expand_urls("pipe:cat /data/shard-{0..1}.tar") == [
+    assert list_shards(str(tmp_path)) == local
+    assert list_shards(f"file://{tmp_path}") == local
+    assert list_shards(str(tmp_path / "shard-00000[01].tar")) == local[:2]
+    assert list_shards(str(tmp_path / "shard-{000002..000000}.tar")) == local[::-1]
+    assert list_shards(str(tmp_path / "list.txt")) == [local[2], "memory://b/x.tar"]
+    assert list_shards(local[1]) == [local[1]]
+    assert list_shards("pipe:cat /data/shard-{0..1}.tar") == [
         "pipe:cat /data/shard-0.tar",
         "pipe:cat /data/shard-1.tar",
     ]
@@ -238,17 +242,17 @@ def test_expand_urls_accepts_every_form(tmp_path):
     try:
         for name in ("shard-000000.tar", "shard-000001.tar", "notes.txt"):
             fs.pipe_file(f"/blendkit-expand/{name}", b"x")
-        assert [u.rsplit("/", 1)[1] for u in expand_urls("memory://blendkit-expand")] == [
+        assert [u.rsplit("/", 1)[1] for u in list_shards("memory://blendkit-expand")] == [
             "shard-000000.tar",
             "shard-000001.tar",
         ]
-        assert len(expand_urls("memory://blendkit-expand/*.txt")) == 1
+        assert len(list_shards("memory://blendkit-expand/*.txt")) == 1
         with pytest.raises(FileNotFoundError, match="no shards found"):
-            expand_urls("memory://blendkit-expand/absent.tar")
+            list_shards("memory://blendkit-expand/absent.tar")
     finally:
         fs.rm("/blendkit-expand", recursive=True)
     with pytest.raises(FileNotFoundError, match="no shards found"):
-        expand_urls(str(tmp_path / "empty-*.tar"))
+        list_shards(str(tmp_path / "empty-*.tar"))
 
 
 def test_open_url_reads_paths_file_urls_and_pipes(tmp_path):

@@ -20,8 +20,8 @@ from blendkit.codec import (
     encode_audio,
     encode_video,
 )
+from trainer.data.decoding import _alpha
 from trainer.data.loader import keep_freed_memory
-from trainer.data.sample import _alpha
 
 
 def _npz(compressed: bool = True, **arrays: np.ndarray) -> bytes:

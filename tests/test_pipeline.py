@@ -16,10 +16,11 @@ import pytest
 import webdataset as wds
 
 from blendkit import pipeline
-from blendkit.config import ConfigError, ShardConfig, from_dict
 from blendkit.kinetics import clip_stem
 from blendkit.pipeline import make_shards
+from blendkit.shard_config import ShardConfig
 from blendkit.superpixels import SuperpixelConfig
+from blendkit.typed_config import ConfigError, from_dict
 from tests.media import make_not_video, make_truncated, make_video, make_zero_byte
 
 LABELS = ("drumming", "singing", "surfing")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-from blendkit import bench_superpixels as bench
+import bench.superpixels as bench
+from bench import media
 from blendkit.demo import Texture
 from blendkit.superpixels import (
     SuperpixelConfig,
@@ -269,10 +270,21 @@ def test_stray_share_exact() -> None:
 
 def test_compare_smoke() -> None:
     result = bench.compare(n_clips=1, frames=8, size=32, draws=10)
-    assert result["clips"] == ["astronaut-pan", "shapes-0"]
+    assert result["clips"] == ["astronaut-pan-0", "coffee-3 shapes-1"]
     full = result["routes"]["full-res SLIC"]
     assert full["br1_full"] == 1.0 and full["asa_full"] == 1.0
     assert "| 2x down, refined |" in bench.markdown(result)
+
+
+def test_bench_clips_are_deterministic_and_label_their_shapes() -> None:
+    plain, again = media.clip(0, 4, 32), media.clip(0, 4, 32)
+    assert plain.truth is None and np.array_equal(plain.frames, again.frames)
+    shapes = media.clip(1, 4, 32, n_shapes=3)
+    assert shapes.frames.shape == (4, 32, 32, 3) and shapes.truth.shape == (4, 32, 32)
+    assert set(np.unique(shapes.truth)) <= {0, 1, 2, 3}
+    # the last shape is drawn in front and starts wholly inside the frame: an ellipse of
+    # 0.6 * pi * r^2 pixels, r in [0.12, 0.2] * 32, so 28 to 77 pixels
+    assert 20 < int((shapes.truth[0] == 3).sum()) < 90
 
 
 def test_fine_moving_texture_gets_a_candidate_by_raising_compactness():

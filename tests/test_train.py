@@ -379,7 +379,7 @@ def full_cfg_data(shards: Path):
 
 
 def test_training_step_benchmark_covers_every_model():
-    from trainer.bench_train import markdown, step_times
+    from bench.train import markdown, step_times
 
     rows = step_times(repeats=1)
     assert [r["model"] for r in rows] == list(MODEL_KINDS)

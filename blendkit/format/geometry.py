@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from blendkit.format.layout import list_shards
+from blendkit.format.members import META, FormatError
+from blendkit.format.reader import read_shard
 
 
 @dataclass(frozen=True)
@@ -42,17 +44,23 @@ class Geometry:
 
 
 def read_geometry(first_shard: str | Path) -> Geometry:
-    """The geometry of the first sample of a local shard (its ``KEY.json``).
+    """The geometry of the first sample of a shard (path or URL), from its ``KEY.json``.
 
     Raises ``ValueError`` naming the shard when it holds no readable sample metadata.
     """
     try:
-        with tarfile.open(first_shard, mode="r|") as tar:
-            for info in tar:
-                if info.isreg() and info.name.endswith(".json"):
-                    f = tar.extractfile(info)
-                    if f is not None:
-                        return Geometry.from_dict(json.loads(f.read()))
-    except (OSError, tarfile.TarError, ValueError) as e:
+        for sample in read_shard(str(first_shard), on_error=_ignore, keep={META.name}):
+            if META.name in sample:
+                return Geometry.from_dict(META.decode(sample[META.name]))
+    except ValueError as e:  # FormatError, ShardError and a bad json are ValueErrors
         raise ValueError(f"{first_shard}: no clip geometry ({e})") from None
     raise ValueError(f"{first_shard}: no sample metadata (KEY.json) to read the geometry from")
+
+
+def read_shards_geometry(spec: str | Path) -> Geometry:
+    """The geometry of a shard set (any spec ``layout.list_shards`` takes): its first shard's."""
+    return read_geometry(list_shards(spec)[0])
+
+
+def _ignore(error: FormatError) -> None:
+    """Malformed members are never used; the geometry needs only a sample's json."""

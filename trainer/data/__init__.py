@@ -4,10 +4,10 @@
 each stage lives in its own module.
 """
 
+from blendkit.format.layout import list_shards
 from trainer.data.batch import Batch
 from trainer.data.config import DataConfig
 from trainer.data.loader import Loader, make_loader
-from trainer.data.shards import list_shards
 from trainer.data.stats import LoaderStats
 
 __all__ = ["Batch", "DataConfig", "Loader", "LoaderStats", "list_shards", "make_loader"]

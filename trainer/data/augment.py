@@ -22,7 +22,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from trainer.data.sample import Sample
+from trainer.data.decoding import Sample
 
 VIDEOS = ("mix", "v1", "v2")  # (3, T, H, W)
 

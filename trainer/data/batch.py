@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import default_collate
 
 from trainer.audio_features import MelParams
-from trainer.data.sample import Sample
+from trainer.data.decoding import Sample
 
 
 def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:

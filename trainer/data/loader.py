@@ -29,7 +29,7 @@ from functools import partial
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from trainer.data import augment, batch, remix, sample, shards, shuffle, tario
+from trainer.data import augment, batch, decoding, remix, select, shards, shuffle, tario
 from trainer.data.batch import Batch
 from trainer.data.config import DataConfig
 from trainer.data.stats import LoaderStats
@@ -87,7 +87,7 @@ def stages(
         (
             "select",
             partial(
-                sample.select,
+                select.select,
                 blend=cfg.blend,
                 require_audio=cfg.require_audio,
                 stats=stats,
@@ -102,7 +102,7 @@ def stages(
         (
             "decode",
             partial(
-                sample.decode,
+                decoding.decode,
                 need_mix=cfg.stored_mix and not cfg.remix,
                 n_mels=cfg.n_mels,
                 n_fft=cfg.n_fft,

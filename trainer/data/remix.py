@@ -19,7 +19,7 @@ import random
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from trainer.data.sample import Sample
+from trainer.data.decoding import Sample
 from trainer.data.stats import LoaderStats
 
 

@@ -1,4 +1,6 @@
-"""Shard-level stages: list the shards, resample them, split them across ranks and workers.
+"""Shard-level stages: resample the shards, split them across ranks and workers.
+
+The shard list itself comes from ``blendkit.format.layout.list_shards``, the one listing.
 
 Every stage is a generator function over shard paths (strings). Ranks and workers are passed in
 explicitly, so the split does not depend on environment variables or an initialised process
@@ -11,13 +13,16 @@ import random
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
-from blendkit.storage import expand_urls
+from blendkit.format.layout import list_shards  # the one shard listing, for the loader
 
-
-def list_shards(spec: str) -> list[str]:
-    """Shard URLs named by ``spec`` (directory, glob, brace pattern, list file, fsspec URL or
-    ``pipe:`` command): see :func:`blendkit.storage.expand_urls`, the one implementation."""
-    return expand_urls(spec)
+__all__ = [
+    "check_enough_shards",
+    "list_shards",
+    "ordered",
+    "resampled",
+    "split_by_node",
+    "split_by_worker",
+]
 
 
 def ordered(shards: list[str], rng: random.Random | None) -> Iterator[str]:

@@ -13,7 +13,7 @@ import multiprocessing
 logger = logging.getLogger("trainer.data")
 
 #: Problems: each one is logged as a warning.
-ERRORS = ("shard_error", "missing_member", "decode_error", "remix_unpaired")
+ERRORS = ("shard_error", "format_error", "missing_member", "decode_error", "remix_unpaired")
 #: Intended drops and progress: counted, not warned about.
 COUNTS = ("shards_opened", "samples_read", "samples_decoded", "filtered_blend", "filtered_no_audio")
 NAMES = COUNTS + ERRORS

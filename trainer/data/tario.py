@@ -1,53 +1,27 @@
 """Stage: read tar shards into raw samples (dicts of member bytes grouped by key).
 
-Shards are read as streams (``tarfile`` mode ``r|``), one member at a time. A shard that cannot
-be opened or ends early (truncated, garbage) is counted once as ``shard_error``; the samples
-completed before the fault are kept (each is checked whole by the decode stage) and the one in
-flight is dropped.
+A thin stage with counts around ``blendkit.format.reader.read_shard``, the one shard reader: it
+streams each shard, one member at a time. A shard that cannot be opened or ends early (truncated,
+garbage) is counted once as ``shard_error``; the samples completed before the fault are kept
+(each is checked whole by the decode stage) and the one in flight is dropped. A malformed member
+(a name that is not a plain ``KEY.NAME``) or sample (a member twice) is counted as
+``format_error`` and skipped; the rest of its shard is read.
 """
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Iterable, Iterator
+from functools import partial
 
-from blendkit.storage import open_url
+from blendkit.format.members import FormatError
+from blendkit.format.reader import RawSample, ShardError, read_shard
 from trainer.data.stats import LoaderStats
 
-RawSample = dict[str, object]  # "__key__", "__url__", then one bytes value per extension
+__all__ = ["RawSample", "tarfile_to_samples"]
 
 
-def split_name(name: str) -> tuple[str, str]:
-    """``dir/000000012.mix.mp4`` -> (``dir/000000012``, ``mix.mp4``): the key ends at the first
-    dot of the base name, as in the WebDataset convention."""
-    head, _, base = name.rpartition("/")
-    stem, dot, ext = base.partition(".")
-    if not dot or not stem:
-        raise ValueError(f"member {name!r} has no KEY.EXT name")
-    return (f"{head}/{stem}" if head else stem), ext.lower()
-
-
-def _samples_in(tar: tarfile.TarFile, url: str) -> Iterator[RawSample]:
-    current: RawSample | None = None
-    for info in tar:
-        if not info.isreg():
-            continue
-        key, ext = split_name(info.name)
-        fileobj = tar.extractfile(info)
-        if fileobj is None:
-            raise ValueError(f"member {info.name!r} cannot be read")
-        data = fileobj.read()
-        if current is not None and current["__key__"] != key:
-            yield current
-            current = None
-        if current is None:
-            current = {"__key__": key, "__url__": url}
-        if ext in current:
-            raise ValueError(f"duplicate member {info.name!r}")
-        current[ext] = data
-        tar.members = []  # streaming: do not keep every header in memory
-    if current is not None:
-        yield current
+def _malformed(stats: LoaderStats, url: str, error: FormatError) -> None:
+    stats.skip("format_error", url, str(error))
 
 
 def tarfile_to_samples(
@@ -63,13 +37,12 @@ def tarfile_to_samples(
         n = 0
         stats.add("shards_opened")
         try:
-            with open_url(url) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-                for sample in _samples_in(tar, url):
-                    n += 1
-                    stats.add("samples_read")
-                    yield sample
-        except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
-            stats.skip("shard_error", url, f"{type(exc).__name__}: {exc} (after {n} samples)")
+            for sample in read_shard(url, on_error=partial(_malformed, stats, url)):
+                n += 1
+                stats.add("samples_read")
+                yield sample
+        except ShardError as exc:
+            stats.skip("shard_error", url, str(exc))
         empty_in_a_row = 0 if n else empty_in_a_row + 1
         if max_empty_in_a_row is not None and empty_in_a_row >= max_empty_in_a_row:
             raise RuntimeError(

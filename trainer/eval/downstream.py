@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainer.data import DataConfig, list_shards
+from blendkit.format.manifest import labels
+from trainer.data import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -153,21 +153,9 @@ def load_label_list(path: str | Path) -> list[str]:
 
 
 def read_labels(shards: str | Path) -> dict[str, tuple[str, str]]:
-    """Sample key -> (V1 label, V2 label), from the ``KEY.json`` members of every shard."""
-    out: dict[str, tuple[str, str]] = {}
-    for shard in list_shards(str(shards)):
-        with tarfile.open(shard, mode="r|") as tar:
-            for info in tar:
-                if not (info.isreg() and info.name.endswith(".json")):
-                    continue
-                f = tar.extractfile(info)
-                meta = json.loads(f.read()) if f is not None else {}
-                key = info.name.rpartition("/")[2].partition(".")[0]
-                try:
-                    out[key] = (str(meta["v1"]["label"]), str(meta["v2"]["label"]))
-                except (KeyError, TypeError):
-                    continue
-    return out
+    """Sample key -> (V1 label, V2 label): from the folder's ``manifest.parquet``, else from the
+    ``KEY.json`` members of every shard (``blendkit.format.manifest.labels``)."""
+    return labels(shards)
 
 
 def score_batch(

@@ -5,6 +5,8 @@ for the pool, a private Ray instance with ``num_cpus=workers``). Ray's start-up 
 timed apart, as on a cluster it is paid once; a first, untimed Ray run warms the worker processes
 (each imports blendkit, torch included, once). The figure of merit is the overhead
 ``1 - ray / local`` in samples per second; the issue's target is at most 15%.
+
+    python -m bench.engines SOURCE [--samples N --workers W --crop C]
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from blendkit.config import ShardConfig
 from blendkit.engines import LocalEngine, RayEngine
 from blendkit.pipeline import make_shards
+from blendkit.shard_config import ShardConfig
 
 
 def _rate(cfg: ShardConfig, engine) -> float:
@@ -62,15 +64,19 @@ def bench_engines(source: str | Path, n: int, workers: int = 2, samples_per_shar
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="Kinetics-layout folder of videos")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--samples-per-shard", type=int, default=2)
-    args = parser.parse_args()
-    result = bench_engines(args.source, args.samples, args.workers, args.samples_per_shard)
+    parser.add_argument("--frames", type=int, default=64, help="smaller for a quick run")
+    parser.add_argument("--crop", type=int, default=128, help="smaller for a quick run")
+    args = parser.parse_args(argv)
+    small = {"frames": args.frames, "crop": args.crop, "short_side": max(148, args.crop)}
+    result = bench_engines(args.source, args.samples, args.workers, args.samples_per_shard, **small)
     print(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Typed configuration for ``make-shards``: one frozen dataclass, strict loading.
 
-Every number of the paper's data recipe (section 4) is a field. ``from_dict`` rejects unknown keys
-and values of the wrong type with a one-line error, so a typo never silently falls back to a
-default.
+Every number of the paper's data recipe (section 4) is a field. ``blendkit.typed_config.from_dict``
+rejects unknown keys and values of the wrong type with a one-line error, so a typo never silently
+falls back to a default; ``__post_init__`` checks the values with ``typed_config``'s checks.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from blendkit import codec
+from blendkit.engines import ENGINES
+from blendkit.format import blends
+from blendkit.format.meta import CHAIN, PAIRINGS
 from blendkit.superpixels import SuperpixelConfig
-from blendkit.typed_config import ConfigError, from_dict
-
-__all__ = ["ConfigError", "ShardConfig", "from_dict"]
+from blendkit.typed_config import ConfigError, at_least, from_dict, one_of, positive, require
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class ShardConfig:
     out: str
     annotations: str | None = None
     split: str | None = None
-    blend: str = "both"  # transparent | occlusion | both (alternating by sample index)
-    pairing: str = "chain"  # chain: V2 is the next sample's V1 clip (sample.py) | draw: at random
+    blend: str = blends.BOTH  # transparent | occlusion | both (alternating by sample index)
+    pairing: str = CHAIN  # chain: V2 is the next sample's V1 clip (recipe.py) | draw: at random
     num_samples: int | None = None  # default: one per usable source video
     samples_per_shard: int = 100
     workers: int = 1  # local engine: worker processes
@@ -60,27 +61,24 @@ class ShardConfig:
     superpixels: SuperpixelConfig = field(default_factory=SuperpixelConfig)
 
     def __post_init__(self) -> None:
-        if self.blend not in ("transparent", "occlusion", "both"):
-            raise ConfigError(f"blend: {self.blend!r} is not transparent, occlusion or both")
-        for name in ("frames", "short_side", "crop", "audio_rate", "samples_per_shard", "workers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
-        if self.num_samples is not None and self.num_samples < 1:
-            raise ConfigError(f"num_samples: must be at least 1, got {self.num_samples}")
-        if self.pairing not in ("chain", "draw"):
-            raise ConfigError(f"pairing: {self.pairing!r} is not chain or draw")
-        if self.engine not in ("local", "ray"):
-            raise ConfigError(f"engine: {self.engine!r} is not local or ray")
-        if self.audio_codec not in ("aac", "flac"):
-            raise ConfigError(f"audio_codec: {self.audio_codec!r} is not aac or flac")
-        if self.fps <= 0:
-            raise ConfigError(f"fps: must be positive, got {self.fps}")
+        one_of(self, "blend", blends.BLEND_CHOICES)
+        at_least(self, 1, "frames", "short_side", "crop", "audio_rate")
+        at_least(self, 1, "samples_per_shard", "workers")
+        if self.num_samples is not None:
+            at_least(self, 1, "num_samples")
+        one_of(self, "pairing", PAIRINGS)
+        one_of(self, "engine", ENGINES)
+        one_of(self, "audio_codec", codec.AUDIO_FORMATS)
+        positive(self, "fps")
         try:
             codec.check_x264_params(self.x264_params)
         except ValueError as e:
             raise ConfigError(f"x264_params: {e}") from None
-        if self.crop > self.short_side:
-            raise ConfigError(f"crop {self.crop} is larger than short_side {self.short_side}")
+        require(
+            self.crop <= self.short_side,
+            "crop",
+            f"{self.crop} is larger than short_side {self.short_side}",
+        )
 
     @property
     def clip_seconds(self) -> float:
@@ -92,7 +90,8 @@ class ShardConfig:
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        return ("transparent", "occlusion") if self.blend == "both" else (self.blend,)
+        """The blend kinds samples take in turn (by sample index)."""
+        return blends.kinds(self.blend)
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide the shards' bytes (not where they go, nor how or where they

@@ -3,6 +3,8 @@
 One step is forward, loss (the model's own objective) and backward plus an optimiser update, on
 a synthetic batch of the shape the ``tiny`` trainer feeds (its subsampled clips). Median of
 ``repeats`` timed steps after one warm-up step. ``make bench`` calls :func:`step_times`.
+
+    python -m bench.train [--repeats N --threads K --markdown]
 """
 
 from __future__ import annotations
@@ -80,14 +82,15 @@ def markdown(rows: list[dict], threads: int = 1) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--markdown", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = step_times(args.repeats, args.threads)
     print(markdown(rows, args.threads) if args.markdown else json.dumps(rows, indent=1))
+    return rows
 
 
 if __name__ == "__main__":

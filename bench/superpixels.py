@@ -1,15 +1,14 @@
 """Benchmark: fast (reduced-volume) superpixels against full-resolution SLIC.
 
-``compare`` builds synthetic-but-realistic clips, segments each with every route and returns
-timings and standard superpixel metrics; ``python -m blendkit.bench_superpixels [N_CLIPS]``
+``compare`` segments synthetic-but-realistic clips (``bench.media.clip``) with every route and
+returns timings and standard superpixel metrics; ``python -m bench.superpixels [N_CLIPS]``
 prints them as a markdown table (for BENCHMARKS.md).
 
-Clips (all (T, H, W, 3) uint8, default 64x128x128):
-- *natural*: scikit-image's astronaut / coffee / chelsea / rocket, resized so the short side is
-  1.5x the crop and panned by a 128x128 window along a straight line (about 1 px per frame);
-- *shapes*: a panned natural background with three flat-shaded, lightly noisy shapes (disc,
-  square, ellipse) moving on straight lines and occluding one another. Its ground-truth object
-  labels (background = 0) are exact.
+Clips (all (T, H, W, 3) uint8, default 64x128x128), from ``bench.media.clip``:
+- *natural*: a 128x128 window panned along a straight line (about 1 px per frame) over one of
+  scikit-image's photographs, scaled so its short side is 1.5x the window, with sensor grain;
+- *shapes*: the same with three flat-shaded shapes (disc, square, ellipse) moving on straight
+  lines and occluding one another. Their ground-truth object labels (background = 0) are exact.
 
 Metrics (all in the (T, H, W) volume, the temporal axis counted as a spatial one):
 - boundary recall BR@r: fraction of reference boundary voxels with a predicted boundary voxel
@@ -29,103 +28,16 @@ Metrics (all in the (T, H, W) volume, the temporal axis counted as a spatial one
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import numpy as np
 from scipy import ndimage
-from skimage import data
 from skimage.measure import label as connected_components
-from skimage.transform import resize
 
+from bench import media
 from blendkit.superpixels import SuperpixelConfig, choose_superpixel, superpixels
-
-__all__ = [
-    "Clip",
-    "natural_clip",
-    "shapes_clip",
-    "boundaries",
-    "boundary_recall",
-    "undersegmentation_error",
-    "achievable_segmentation_accuracy",
-    "stray_share",
-    "compare",
-    "markdown",
-]
-
-_IMAGES = ("astronaut", "coffee", "chelsea", "rocket")
-
-
-@dataclass(frozen=True)
-class Clip:
-    """A synthetic clip; ``truth`` is (T, H, W) int object labels or None when unknown."""
-
-    name: str
-    frames: np.ndarray  # (T, H, W, 3) uint8
-    truth: np.ndarray | None
-
-
-def _image(name: str, short_side: int) -> np.ndarray:
-    img = getattr(data, name)()
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    img = img[..., :3]
-    scale = short_side / min(img.shape[:2])
-    out_shape = (round(img.shape[0] * scale), round(img.shape[1] * scale))
-    out = resize(img, out_shape, anti_aliasing=True, preserve_range=True)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _pan(img: np.ndarray, frames: int, size: int, direction: int) -> np.ndarray:
-    """(frames, size, size, 3): a size x size window moving along a straight line."""
-    h, w = img.shape[:2]
-    corners = [(0, 0), (h - size, w - size), (0, w - size), (h - size, 0)]
-    (y0, x0), (y1, x1) = corners[direction % 4], corners[(direction + 1) % 4]
-    travel = min(frames - 1, max(abs(y1 - y0), abs(x1 - x0)))  # about 1 px per frame
-    out = np.empty((frames, size, size, 3), dtype=np.uint8)
-    for t in range(frames):
-        a = t / max(frames - 1, 1) * travel / max(abs(y1 - y0), abs(x1 - x0), 1)
-        y, x = round(y0 + a * (y1 - y0)), round(x0 + a * (x1 - x0))
-        out[t] = img[y : y + size, x : x + size]
-    return out
-
-
-def natural_clip(index: int, frames: int = 64, size: int = 128) -> Clip:
-    """Panned natural image number ``index`` (cycling through the four images)."""
-    name = _IMAGES[index % len(_IMAGES)]
-    img = _image(name, short_side=size * 3 // 2)
-    return Clip(f"{name}-pan", _pan(img, frames, size, direction=index), None)
-
-
-def shapes_clip(seed: int, frames: int = 64, size: int = 128) -> Clip:
-    """Three moving shapes over a panned natural background, with exact object labels."""
-    rng = np.random.default_rng(seed)
-    background = _pan(_image(_IMAGES[(seed + 1) % 4], size * 3 // 2), frames, size, seed)
-    video = background.astype(np.float32)
-    truth = np.zeros((frames, size, size), dtype=np.int32)
-    yy, xx = np.mgrid[:size, :size].astype(np.float32)
-    for obj in range(1, 4):
-        colour = rng.uniform(20, 235, size=3).astype(np.float32)
-        radius = rng.uniform(0.12, 0.2) * size
-        start = rng.uniform(radius, size - radius, size=2)
-        velocity = rng.uniform(-1.0, 1.0, size=2) * size / frames
-        for t in range(frames):
-            cy, cx = start + velocity * t
-            dy, dx = (yy - cy) / radius, (xx - cx) / radius
-            if obj == 1:
-                inside = dy**2 + dx**2 <= 1.0
-            elif obj == 2:
-                inside = (np.abs(dy) <= 0.8) & (np.abs(dx) <= 0.8)
-            else:
-                inside = (dy / 0.6) ** 2 + dx**2 <= 1.0
-            shade = 1.0 + 0.15 * dy[inside, None]  # gentle vertical shading
-            video[t][inside] = colour * shade
-            truth[t][inside] = obj
-    video += rng.normal(0.0, 3.0, size=video.shape).astype(np.float32)
-    clip = np.clip(np.rint(video), 0, 255).astype(np.uint8)
-    return Clip(f"shapes-{seed}", clip, truth)
-
 
 # ----------------------------------------------------------------------------- metrics
 
@@ -208,8 +120,8 @@ def compare(
     if n_clips < 1:
         raise ValueError(f"n_clips must be >= 1, got {n_clips}")
     cfg = cfg or SuperpixelConfig()
-    clips = [natural_clip(i, frames, size) for i in range(n_clips)]
-    clips += [shapes_clip(i, frames, size) for i in range(n_clips)]
+    clips = [media.clip(i, frames, size) for i in range(n_clips)]
+    clips += [media.clip(n_clips + i, frames, size, n_shapes=3) for i in range(n_clips)]
     routes = _routes(cfg)
     superpixels(clips[0].frames[:8, :32, :32], cfg)  # warm-up (imports, caches)
 
@@ -309,5 +221,17 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n_clips", type=int, nargs="?", default=3)
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--draws", type=int, default=200)
+    args = parser.parse_args(argv)
+    text = markdown(compare(args.n_clips, args.frames, args.size, draws=args.draws))
+    print(text)
+    return text
+
+
 if __name__ == "__main__":
-    print(markdown(compare(n_clips=int(sys.argv[1]) if len(sys.argv) > 1 else 3)))
+    main()

@@ -26,9 +26,12 @@ import numpy as np
 
 from blendkit import codec
 from blendkit.blend import blend, occlusion_alpha, to_uint8, transparent_alpha
-from blendkit.config import ShardConfig
 from blendkit.decode import DecodeError, ProbeInfo, VideoDecoder
+from blendkit.format.blends import OCCLUSION
+from blendkit.format.members import A1, A2, ALPHA, MIX, V1, V2, audio_name, sample_key
+from blendkit.format.meta import CHAIN, DRAW, ClipMeta, SampleMeta, SuperpixelMeta, VideoMeta
 from blendkit.kinetics import Skip, VideoItem
+from blendkit.shard_config import ShardConfig
 from blendkit.superpixels import choose_superpixel, occlusion_superpixels
 
 MAX_DRAWS = 16  # sources tried per side before the sample itself is given up
@@ -46,14 +49,14 @@ class Source:
 class Clip:
     frames: np.ndarray  # (T, crop, crop, 3) uint8
     audio: np.ndarray | None  # (audio_samples,) float32 mono
-    meta: dict
+    meta: ClipMeta
 
 
 @dataclass
 class SampleResult:
     key: str
-    members: dict[str, bytes]  # extension -> bytes
-    meta: dict
+    members: dict[str, bytes]  # member name -> bytes
+    meta: dict  # SampleMeta.to_dict(): the KEY.json object
     skips: list[Skip] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
 
@@ -97,16 +100,16 @@ def cut_clip(source: Source, cfg: ShardConfig, rng: np.random.Generator, timer: 
     with timer("crop"):
         frames = np.ascontiguousarray(frames[:, top : top + cfg.crop, left : left + cfg.crop])
     item = source.item
-    meta = {
-        "youtube_id": item.youtube_id,
-        "label": item.label,
-        "split": item.split,
-        "path": item.rel,
-        "clip_start_s": round(start, 6),
-        "crop": [top, left, cfg.crop, cfg.crop],
-        "resized": [h, w],
-        "has_audio": audio is not None,
-    }
+    meta = ClipMeta(
+        youtube_id=item.youtube_id,
+        label=item.label,
+        split=item.split,
+        path=item.rel,
+        clip_start_s=round(start, 6),
+        crop=(top, left, cfg.crop, cfg.crop),
+        resized=(h, w),
+        has_audio=audio is not None,
+    )
     return Clip(frames, audio, meta)
 
 
@@ -185,15 +188,15 @@ class ShardClips:
         ``v1(i)``."""
         first = self.v1(i, timer, skips)
         nxt = self.start + (i + 1 - self.start) % (self.stop - self.start)
-        if self.cfg.pairing == "chain" and nxt != i:
+        if self.cfg.pairing == CHAIN and nxt != i:
             try:
                 clip = self.v1(nxt, timer, skips)
                 if clip.source != first.source:
-                    return clip, "chain"
+                    return clip, CHAIN
             except DecodeError:
                 pass  # sample nxt fails on its own; this one draws instead
         drawn = _draw_clip(self.sources, self.cfg, first.rng, first.source, set(), skips, timer)
-        return drawn, "draw"
+        return drawn, DRAW
 
     def done(self, i: int) -> None:
         """Sample ``i`` is over: forget the clips no later sample of the shard needs."""
@@ -233,19 +236,18 @@ def mix_members(v1: StoredClip, v2: StoredClip, alpha: np.ndarray, cfg: ShardCon
             if quality >= cfg.min_mix_psnr or crf == 0:
                 break
             crf = max(0, crf - 3)
-        members = {"mix.mp4": bmix, "v1.mp4": v1.video, "v2.mp4": v2.video}
-        members["alpha.npz"] = codec.encode_alpha(alpha)
-        ext = codec.audio_extension(cfg.audio_codec)
-        for name, clip in (("a1", v1), ("a2", v2)):
+        members = {MIX.name: bmix, V1.name: v1.video, V2.name: v2.video}
+        members[ALPHA.name] = ALPHA.encode(alpha)
+        for track, clip in ((A1, v1), (A2, v2)):
             if clip.audio is not None:
-                members[f"{name}.{ext}"] = clip.audio
-    video_meta = {
-        "codec": "h264",
-        "pix_fmt": codec.PIX_FMT,
-        "crf": cfg.crf,
-        "mix_crf": crf,
-        "mix_psnr_db": round(quality, 3) if np.isfinite(quality) else 99.0,
-    }
+                members[audio_name(track, cfg.audio_codec)] = clip.audio
+    video_meta = VideoMeta(
+        codec="h264",
+        pix_fmt=codec.PIX_FMT,
+        crf=cfg.crf,
+        mix_crf=crf,
+        mix_psnr_db=round(quality, 3) if np.isfinite(quality) else 99.0,
+    )
     return members, video_meta
 
 
@@ -259,38 +261,37 @@ def make_sample(index: int, clips: ShardClips, cfg: ShardConfig) -> SampleResult
     rng = c1.rng
 
     sp_meta = None
-    if kind == "occlusion":
+    if kind == OCCLUSION:
         with timer("slic"):
             labels, compactness = occlusion_superpixels(c1.clip.frames, cfg.superpixels)
             label, mask = choose_superpixel(labels, rng, cfg.superpixels)
         alpha = occlusion_alpha(mask)
         voxels = int(mask.sum())
-        sp_meta = {
-            "label": int(label),
-            "voxels": voxels,
-            "fraction": round(voxels / mask.size, 6),
-            "n_segments": int(labels.max()) + 1,
-            "compactness": compactness,
-        }
+        sp_meta = SuperpixelMeta(
+            label=int(label),
+            voxels=voxels,
+            fraction=round(voxels / mask.size, 6),
+            n_segments=int(labels.max()) + 1,
+            compactness=compactness,
+        )
     else:
         alpha = transparent_alpha(c1.clip.frames.shape[:3])
     members, video_meta = mix_members(c1, c2, alpha, cfg, timer)
-    key = f"{index:09d}"
-    meta = {
-        "key": key,
-        "index": index,
-        "blend": kind,
-        "seed": sample_seed(cfg.seed, index),
-        "pairing": pairing,
-        "fps": cfg.fps,
-        "frames": cfg.frames,
-        "height": cfg.crop,
-        "width": cfg.crop,
-        "audio_rate": cfg.audio_rate,
-        "audio_samples": cfg.audio_samples,
-        "v1": c1.clip.meta,
-        "v2": c2.clip.meta,
-        "superpixel": sp_meta,
-        "video": video_meta,
-    }
-    return SampleResult(key, members, meta, skips, dict(timer.seconds))
+    meta = SampleMeta(
+        key=sample_key(index),
+        index=index,
+        blend=kind,
+        seed=sample_seed(cfg.seed, index),
+        pairing=pairing,
+        fps=cfg.fps,
+        frames=cfg.frames,
+        height=cfg.crop,
+        width=cfg.crop,
+        audio_rate=cfg.audio_rate,
+        audio_samples=cfg.audio_samples,
+        v1=c1.clip.meta,
+        v2=c2.clip.meta,
+        superpixel=sp_meta,
+        video=video_meta,
+    )
+    return SampleResult(meta.key, members, meta.to_dict(), skips, dict(timer.seconds))

@@ -1,0 +1,10 @@
+"""Benchmarks of blendkit and the trainer; not installed with them (``make bench`` runs
+``python -m bench`` from the repository root).
+
+- ``run``          every benchmark -> BENCHMARKS.md (``python -m bench``)
+- ``media``        the synthetic media every benchmark uses (proxies for Kinetics video)
+- ``superpixels``  fast superpixels against full-resolution SLIC, and the quality metrics
+- ``loader``       shards -> batched tensors (``trainer.data.make_loader``)
+- ``engines``      make-shards with the local engine against Ray
+- ``train``        a training step of every model on the CPU
+"""
