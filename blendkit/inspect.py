@@ -75,9 +75,16 @@ def _stats(values: list[float]) -> dict | None:
 
 
 def inspect_shards(
-    folder: Path, verify: bool = False, render: Path | None = None, n_render: int = 4
+    folder: Path,
+    verify: bool = False,
+    render: Path | None = None,
+    n_render: int = 4,
+    html: Path | None = None,
+    max_samples: int | None = None,
 ) -> dict:
-    """Summary of a shard folder; with ``verify`` every member is decoded and checked."""
+    """Summary of a shard folder; with ``verify`` every member is decoded and checked; with
+    ``html`` a page of ``max_samples`` playable samples (default ``DEFAULT_MAX_SAMPLES``) is
+    written there (``blendkit.pages.inspect_page``); the summary's ``html`` is its index."""
     shards = list_shard_files(folder)
     blends, members, sizes, fractions = Counter(), Counter(), [], []
     failures, rendered, n = [], [], 0
@@ -125,6 +132,11 @@ def inspect_shards(
 
         contact_sheet(rendered, Path(render))
         result["render"] = str(render)
+    if html is not None:
+        from blendkit.pages.inspect_page import DEFAULT_MAX_SAMPLES, write_inspect_page
+
+        n = DEFAULT_MAX_SAMPLES if max_samples is None else max_samples
+        result["html"] = str(write_inspect_page(Path(folder), Path(html), result, n))
     return result
 
 
@@ -149,6 +161,8 @@ def format_summary(result: dict) -> str:
         lines += [f"  {f['sample']}: {f['reason']}" for f in v["failures"][:20]]
     if "render" in result:
         lines.append(f"contact sheet: {result['render']}")
+    if "html" in result:
+        lines.append(f"page: {result['html']}")
     return "\n".join(lines)
 
 
