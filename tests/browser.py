@@ -58,10 +58,32 @@ def chromium_path() -> str:
 class Browser:
     def __init__(self, timeout: float = 30.0, window: tuple[int, int] = (1400, 1000)) -> None:
         self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+        self._closed = False
+        self._next_id = 0
+        self._answers: dict[int, dict] = {}
+        self.events: list[dict] = []
+        self._cond = threading.Condition()
         self.profile = tempfile.mkdtemp(prefix="pages-chromium-")
+        self.log = open(Path(self.profile) / "chromium.log", "wb")  # noqa: SIM115
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
+        try:
+            self.proc = self._start(to_chrome_r, from_chrome_w, window)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(to_chrome_r)
+            os.close(from_chrome_w)
+        threading.Thread(target=self._read, daemon=True).start()
+        try:
+            self.version = self.send("Browser.getVersion")["product"]
+        except BaseException:
+            self.close()
+            raise
 
+    def _start(self, to_chrome_r: int, from_chrome_w: int, window: tuple[int, int]):
         def pipes_on_3_and_4() -> None:  # runs in the child, before exec
             # out of the way first, in case either end is itself fd 3 or 4
             a = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD_CLOEXEC, 10)
@@ -69,8 +91,7 @@ class Browser:
             os.dup2(a, 3)  # inheritable: the only descriptors chromium gets besides 0-2
             os.dup2(b, 4)
 
-        self.log = open(Path(self.profile) / "chromium.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        return subprocess.Popen(
             [
                 chromium_path(),
                 *FLAGS,
@@ -83,17 +104,8 @@ class Browser:
             stderr=self.log,
             close_fds=False,  # Python's own descriptors are not inheritable (PEP 446)
             preexec_fn=pipes_on_3_and_4,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: close() ends every helper
         )
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-        self._next_id = 0
-        self._answers: dict[int, dict] = {}
-        self.events: list[dict] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.version = self.send("Browser.getVersion")["product"]
 
     def _read(self) -> None:
         buf = b""
@@ -146,28 +158,29 @@ class Browser:
         return tab
 
     def close(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                self.send("Browser.close")
-            self.proc.wait(timeout=10)
-        except (BrowserError, OSError, subprocess.TimeoutExpired):
-            pass
-        finally:
-            if self.proc.poll() is None:
+        """End chromium (politely, then its whole process group) and remove its profile."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.proc is not None:
+            try:
+                if self.proc.poll() is None:
+                    self.send("Browser.close")
+                self.proc.wait(timeout=10)
+            except (BrowserError, OSError, subprocess.TimeoutExpired):
+                pass
+            try:  # helpers left in the group (crashpad, zygote) end with it
                 os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            else:  # helpers left in the process group (crashpad, zygote) end with it
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for fd in (self._to_chrome, self._from_chrome):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self.log.close()
-            shutil.rmtree(self.profile, ignore_errors=True)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+        for fd in (self._to_chrome, self._from_chrome):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.log.close()
+        shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> Browser:
         return self

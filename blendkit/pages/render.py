@@ -36,7 +36,7 @@ def _hash(source: str) -> str:
 
 def content_security_policy(css: str, js: str) -> str:
     return (
-        "default-src 'none'; img-src 'self'; media-src 'self' blob:; connect-src 'self'; "
+        "default-src 'none'; img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; "
         f"style-src {_hash(css)}; script-src {_hash(js)}; "
         "base-uri 'none'; form-action 'none'"
     )
@@ -51,6 +51,7 @@ def render_page(page: Page, names: dict[int, str]) -> str:
             f"<meta{attrs(name='generator', content=GENERATOR)}>",
             f"<meta{attrs(http_equiv='Content-Security-Policy')}"
             f"{attrs(content=content_security_policy(css, js))}>",
+            '<link rel="icon" href="data:,">',  # no favicon request (img-src allows data:)
             element("title", text(page.title)),
             f"<style>{css}</style>",
         ]
