@@ -47,7 +47,7 @@ lint: install ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-demo-shards: install ## demo data -> train/validate shards -> inspect --verify --render
+demo-shards: install ## demo data -> train/validate shards -> inspect --verify --render --html
 	$(BIN)/blendkit demo-data $(DEMO_DATA)
 	$(BIN)/blendkit make-shards $(DEMO_DATA) --out $(DEMO_SHARDS)/train \
 		--annotations $(DEMO_DATA)/annotations/train.csv --split train \
@@ -55,7 +55,8 @@ demo-shards: install ## demo data -> train/validate shards -> inspect --verify -
 	$(BIN)/blendkit make-shards $(DEMO_DATA) --out $(DEMO_SHARDS)/validate \
 		--annotations $(DEMO_DATA)/annotations/validate.csv --split validate \
 		--num-samples 48 --samples-per-shard 16 --workers $(WORKERS) --seed 1
-	$(BIN)/blendkit inspect $(DEMO_SHARDS)/train --verify --render $(DEMO_SHARDS)/train/contact_sheet.png
+	$(BIN)/blendkit inspect $(DEMO_SHARDS)/train --verify --render $(DEMO_SHARDS)/train/contact_sheet.png \
+		--html $(DEMO_SHARDS)/train-page
 
 DEMO_RUNS ?= runs/demo
 DEMO_STEPS ?= 600

@@ -38,6 +38,7 @@ FLAGS = [
     "--disable-extensions",
     "--disable-default-apps",
     "--mute-audio",
+    "--hide-scrollbars",
     "--autoplay-policy=no-user-gesture-required",
     "--remote-debugging-pipe",
 ]
@@ -266,3 +267,32 @@ class Tab:
 
     def close(self) -> None:
         self.browser.send("Target.closeTarget", {"targetId": self.target})
+
+
+def screenshot(page: Path, out: Path, width: int = 1400, height: int = 1900, at: float = 0.5):
+    """A PNG of a page (its first ``height`` pixels) once its media are ready, every synced
+    group paused at fraction ``at`` of its clip (e.g. for the README's figure)."""
+    with Browser(window=(width, height)) as browser:
+        tab = browser.open(Path(page).resolve().as_uri())
+        tab.wait_for(
+            "Array.from(document.querySelectorAll('video, audio')).every(m => m.readyState >= 2)"
+        )
+        tab.evaluate(
+            f"window.blendkitPages.groups.forEach(g => g.seekFrame(Math.floor({at} * g.frames)))"
+        )
+        tab.wait_for("Array.from(document.querySelectorAll('video')).every(v => !v.seeking)")
+        tab.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        tab.screenshot(out, full_page=False)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Screenshot of a blendkit page (headless).")
+    parser.add_argument("page", type=Path, help="the page's index.html")
+    parser.add_argument("out", type=Path, help="the PNG to write")
+    parser.add_argument("--width", type=int, default=1400)
+    parser.add_argument("--height", type=int, default=1900)
+    parser.add_argument("--at", type=float, default=0.5, help="where in the clips (0-1)")
+    args = parser.parse_args()
+    screenshot(args.page, args.out, args.width, args.height, args.at)

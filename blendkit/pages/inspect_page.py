@@ -193,7 +193,7 @@ def summary_rows(summary: dict) -> list[list]:
 def _fill_summary(top: Section, summary: dict, shown: list[tuple[Path, dict, dict]]) -> None:
     from blendkit.render import contact_sheet
 
-    top.table(["", "value"], summary_rows(summary), caption="blendkit inspect")
+    top.table(["", "value"], summary_rows(summary), caption="blendkit inspect: the whole folder")
     fig = _counts_figure(summary)
     top.figure(fig, caption="Counts")
     plt.close(fig)
