@@ -316,6 +316,18 @@ def test_inspect_html_from_the_command_line(shards, tmp_path):
     assert "Traceback" not in bad.output
 
 
+def test_inspect_html_passes_over_broken_samples_and_shards(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards", broken=frozenset({1}))
+    whole = (shards / "shard-000002.tar").read_bytes()
+    (shards / "shard-000002.tar").write_bytes(whole[: len(whole) // 2])  # cut mid-sample
+    summary = inspect_shards(shards, html=tmp_path / "page", max_samples=6)
+    html = Path(summary["html"]).read_text()
+    assert "Passed over (could not be decoded):" in html and "shard-000000.tar:000000001" in html
+    n_groups = html.count('<article class="group"')
+    assert 4 <= n_groups <= 5  # sample 1 passed over; shard 2 gives what it holds before the cut
+    assert len(list((tmp_path / "page" / "media").glob("v*.mp4"))) == 4 * n_groups
+
+
 def test_cli_default_page_size_is_the_librarys():
     import inspect
 

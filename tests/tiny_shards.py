@@ -94,16 +94,26 @@ def sample_members(index: int, hostile: bool) -> tuple[str, dict[str, bytes]]:
     return key, members
 
 
-def write_tiny_shards(folder: Path, n_shards: int = 3, per_shard: int = 4, hostile: bool = False):
-    """``n_shards`` shard-*.tar of ``per_shard`` samples each into ``folder``; returns it."""
+def write_tiny_shards(
+    folder: Path,
+    n_shards: int = 3,
+    per_shard: int = 4,
+    hostile: bool = False,
+    broken: frozenset[int] = frozenset(),
+) -> Path:
+    """``n_shards`` shard-*.tar of ``per_shard`` samples each into ``folder``; returns it.
+    Samples whose index is in ``broken`` hold a ``mix.mp4`` that is not a video."""
     folder.mkdir(parents=True, exist_ok=True)
     cache: dict[str, bytes] = {}
     for s in range(n_shards):
         with tarfile.open(folder / f"shard-{s:06d}.tar", "w") as tar:
             for i in range(s * per_shard, (s + 1) * per_shard):
                 key, members = sample_members(i, hostile)
+                if i in broken:
+                    members["mix.mp4"] = b"not a video"
                 for name, data in members.items():
-                    data = cache.setdefault(name, data) if name.endswith("mp4") else data
+                    if name.endswith("mp4") and i not in broken:
+                        data = cache.setdefault(name, data)
                     info = tarfile.TarInfo(f"{key}.{name}")
                     info.size = len(data)
                     tar.addfile(info, io.BytesIO(data))

@@ -68,10 +68,13 @@ def select_samples(shards: list[Path], max_samples: int) -> list[tuple[Path, dic
     wanted = {(p.shard, p.key): n for n, p in enumerate(picks)}
     found: dict[int, tuple[Path, dict, dict]] = {}
     for shard in sorted({p.shard for p in picks}):
-        for sample in iter_samples(shards[shard]):
-            n = wanted.get((shard, sample["__key__"]))
-            if n is not None:
-                found[n] = (shards[shard], sample, _meta(sample))
+        try:
+            for sample in iter_samples(shards[shard]):
+                n = wanted.get((shard, sample["__key__"]))
+                if n is not None:
+                    found[n] = (shards[shard], sample, _meta(sample))
+        except Exception:  # noqa: BLE001 - the broken tail of a tar: keep what came before
+            continue
     return [found[n] for n in sorted(found)]
 
 
