@@ -14,16 +14,14 @@ from pathlib import Path
 
 from blendkit.pages.names import INDEX, MEDIA_DIR, MediaNames, is_generated
 from blendkit.pages.page import Page
-from blendkit.pages.render import GENERATOR, render_page
-
-_MARK = f'<meta name="generator" content="{GENERATOR}">'
+from blendkit.pages.render import GENERATOR_META, render_page
 
 
 def is_page_folder(folder: Path) -> bool:
     index = folder / INDEX
     try:
         with index.open(encoding="utf-8", errors="replace") as f:
-            return _MARK in f.read(4096)
+            return GENERATOR_META in f.read(4096)
     except OSError:
         return False
 

@@ -21,6 +21,7 @@ from blendkit.pages.names import mime_of
 from blendkit.pages.page import Clip, Figure, Media, Page, Section, SyncGroup, Table, Text, Track
 
 GENERATOR = "blendkit.pages"
+GENERATOR_META = f'<meta name="generator" content="{GENERATOR}">'  # marks a page folder
 
 
 @cache
@@ -48,7 +49,7 @@ def render_page(page: Page, names: dict[int, str]) -> str:
         [
             '<meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<meta{attrs(name='generator', content=GENERATOR)}>",
+            GENERATOR_META,
             f"<meta{attrs(http_equiv='Content-Security-Policy')}"
             f"{attrs(content=content_security_policy(css, js))}>",
             '<link rel="icon" href="data:,">',  # no favicon request (img-src allows data:)
