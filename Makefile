@@ -17,7 +17,7 @@ RUN ?= runs/$(MODEL)-$(CONFIG)
 STEPS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo demo-shards demo-c2 demo-c3 bench params train eval
+.PHONY: help install chromium test lint demo demo-shards demo-c2 demo-c3 bench params train eval
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
@@ -30,14 +30,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project (fast when already done)
 
-test: install ## run the test suite
+# the browser tests (tests/test_pages_browser.py) drive Debian's chromium; they fail without it
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+chromium: ## install Debian's chromium (for the browser tests) when it is missing
+	@command -v chromium >/dev/null || { \
+		echo "chromium is missing: installing Debian's package for the browser tests"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+	@command -v chromium >/dev/null
+
+test: install chromium ## run the test suite (installs chromium when missing)
 	$(BIN)/python -m pytest tests
 
 lint: install ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-demo-shards: install ## demo data -> train/validate shards -> inspect --verify --render
+demo-shards: install ## demo data -> train/validate shards -> inspect --verify --render --html
 	$(BIN)/blendkit demo-data $(DEMO_DATA)
 	$(BIN)/blendkit make-shards $(DEMO_DATA) --out $(DEMO_SHARDS)/train \
 		--annotations $(DEMO_DATA)/annotations/train.csv --split train \
@@ -45,7 +55,8 @@ demo-shards: install ## demo data -> train/validate shards -> inspect --verify -
 	$(BIN)/blendkit make-shards $(DEMO_DATA) --out $(DEMO_SHARDS)/validate \
 		--annotations $(DEMO_DATA)/annotations/validate.csv --split validate \
 		--num-samples 48 --samples-per-shard 16 --workers $(WORKERS) --seed 1
-	$(BIN)/blendkit inspect $(DEMO_SHARDS)/train --verify --render $(DEMO_SHARDS)/train/contact_sheet.png
+	$(BIN)/blendkit inspect $(DEMO_SHARDS)/train --verify --render $(DEMO_SHARDS)/train/contact_sheet.png \
+		--html $(DEMO_SHARDS)/train-page
 
 DEMO_RUNS ?= runs/demo
 DEMO_STEPS ?= 600

@@ -114,13 +114,22 @@ def inspect_cmd(
     ),
     render: Path | None = typer.Option(None, help="Write a contact sheet PNG here."),
     samples: int = typer.Option(4, help="Samples on the contact sheet."),
+    html: Path | None = typer.Option(None, help="Write a page of playable samples to this folder."),
+    max_samples: int = typer.Option(8, help="Samples on the --html page."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Summarise (and optionally verify and render) a folder (or any spec) of shards."""
     from blendkit.inspect import format_summary, inspect_shards
 
     try:
-        result = inspect_shards(folder, verify=verify, render=render, n_render=samples)
+        result = inspect_shards(
+            folder,
+            verify=verify,
+            render=render,
+            n_render=samples,
+            html=html,
+            max_samples=max_samples,
+        )
     except USER_ERRORS as e:
         fail(str(e))
     typer.echo(json.dumps(result, indent=1) if as_json else format_summary(result))

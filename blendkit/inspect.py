@@ -27,6 +27,7 @@ from blendkit.format.members import (
 )
 from blendkit.format.meta import SampleMeta
 from blendkit.format.reader import ShardError, read_shard
+from blendkit.pages.inspect_page import DEFAULT_MAX_SAMPLES, write_inspect_page
 from blendkit.render import contact_sheet
 
 
@@ -108,11 +109,17 @@ class _Tally:
 
 
 def inspect_shards(
-    shards: str | Path, verify: bool = False, render: Path | None = None, n_render: int = 4
+    shards: str | Path,
+    verify: bool = False,
+    render: Path | None = None,
+    n_render: int = 4,
+    html: Path | None = None,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> dict:
     """Summary of a shard set (a folder or any spec ``list_shards`` takes); with ``verify`` every
     member is decoded and checked. Malformed members and samples and broken shards are reported
-    as failures, never used."""
+    as failures, never used. With ``html`` a page of ``max_samples`` playable samples is written
+    there (``blendkit.pages.inspect_page``); the summary's ``html`` is its index."""
     urls = list_shards(shards)
     tally = _Tally(verify, n_render if render is not None else 0)
     for url in urls:
@@ -130,6 +137,8 @@ def inspect_shards(
     if render is not None:
         contact_sheet(tally.rendered, Path(render))
         result["render"] = str(render)
+    if html is not None:
+        result["html"] = str(write_inspect_page(shards, Path(html), result, max_samples))
     return result
 
 
@@ -173,4 +182,6 @@ def format_summary(result: dict) -> str:
         lines += [f"  {f['sample']}: {f['reason']}" for f in v["failures"][:20]]
     if "render" in result:
         lines.append(f"contact sheet: {result['render']}")
+    if "html" in result:
+        lines.append(f"page: {result['html']}")
     return "\n".join(lines)

@@ -1,0 +1,22 @@
+"""Self-contained HTML pages with playable, synced clips: what ``inspect --html`` (and the eval
+report) write.
+
+One job per module:
+
+- ``page``: the model: ``Page`` -> ``Section`` -> blocks (``Text``, ``Table``, ``Figure``,
+  ``SyncGroup`` of ``Clip`` videos and ``Track`` audio), ``Media`` (display-encoded bytes or a
+  file to copy), ``TONES`` (clip border/badge colours). Its docstring shows how to build a page.
+- ``encode``: clips and sounds for display (H.264 4:2:0 mp4 with ``+faststart``; WAV), from
+  numpy frames; ``DisplayVideoWriter`` streams long videos to a file.
+- ``folder``: writes ``OUTDIR/index.html`` and ``OUTDIR/media/`` (refuses a folder that is not
+  empty and not a page folder).
+- ``render``: the page as one HTML document with inline CSS/JS (``page.css``, ``page.js``) and a
+  Content-Security-Policy that lets nothing outside the folder load.
+- ``markup``: escaping of every string shown; ``names``: generated media names and media types.
+- ``spread``: which samples to show, spread over blend kinds and shards.
+- ``inspect_page``: the page of a shard folder (``blendkit inspect DIR --html OUTDIR``).
+"""
+
+from blendkit.pages.page import TONES, Clip, Figure, Media, Page, Section, SyncGroup, Table, Track
+
+__all__ = ["TONES", "Clip", "Figure", "Media", "Page", "Section", "SyncGroup", "Table", "Track"]
