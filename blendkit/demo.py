@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from blendkit import codec
 from blendkit.kinetics import clip_stem
 from blendkit.typed_config import at_least, positive
 
@@ -192,8 +193,10 @@ def write_video(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray | 
     with av.open(str(path), "w") as container:
         vs = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        vs.options = {"crf": "20", "preset": "veryfast"}
+        # x264 pinned as for shards (codec.X264_PARAMS): the same demo data on every run
+        vs.options = {"crf": "20", "preset": "veryfast", "x264-params": codec.X264_PARAMS}
         vs.thread_count = 1
+        vs.codec_context.thread_type = "NONE"
         aus = None
         if audio is not None:
             aus = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo")
