@@ -16,7 +16,7 @@ from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_vide
 from trainer.audio_features import MelParams, log_mel, n_frames
 from trainer.colour import yuv_to_rgb
 from trainer.data import DataConfig, list_shards, make_loader
-from trainer.train import prepare
+from trainer.data.device import prepare
 
 torch.set_num_threads(1)
 

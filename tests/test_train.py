@@ -21,11 +21,14 @@ import webdataset as wds
 from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video
 from trainer import checkpoint as ckpt
 from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, apply_overrides, tiny
+from trainer.data.device import prepare
 from trainer.losses import video_loss
 from trainer.metrics import identity_loss
 from trainer.models import MODEL_NAMES, ModelOutput, build_model
 from trainer.objective import compute_loss, model_inputs
-from trainer.train import make_optimizer, params_digest, prepare, train
+from trainer.optim import make_optimizer
+from trainer.train import train
+from trainer.train_state import params_digest
 
 torch.set_num_threads(1)
 
@@ -325,19 +328,20 @@ def _write_shards(shards: Path, n_shards: int = 2, per_shard: int = 3) -> Path:
 
 
 def test_resumed_stream_starts_at_its_segment_and_replays_nothing(tmp_path, monkeypatch):
+    from trainer.config import segment_batches
     from trainer.data.loader import Loader
-    from trainer.train import Dist, _data_stream, segment_batches
+    from trainer.data.stream import data_stream
 
     shards = _write_shards(tmp_path / "shards")
     opts = [f"data.shards={shards}", "data.workers=0", "data.shuffle_buffer=4", "optim.batch=2"]
     cfg = small_cfg(tmp_path / "run", "c2", *opts, "ckpt_every=3")
     assert segment_batches(cfg) == 3
-    d = Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    whole = [b["key"] for b in islice(_data_stream(cfg, d, None), 10)]
+    rank = {"rank": 0, "world_size": 1, "segment": segment_batches(cfg)}
+    whole = [b["key"] for b in islice(data_stream(cfg.data, **rank), 10)]
     started = []
     real = Loader.iter_epoch
     monkeypatch.setattr(Loader, "iter_epoch", lambda self, e: (started.append(e), real(self, e))[1])
-    resumed = [b["key"] for b in islice(_data_stream(cfg, d, None, start=6), 4)]
+    resumed = [b["key"] for b in islice(data_stream(cfg.data, **rank, start=6), 4)]
     assert resumed == whole[6:]  # the same micro-batches as the uninterrupted stream
     assert started == [2, 3]  # segments 0 and 1 (batches 0-5) were never decoded again
     assert len({tuple(k) for k in whole}) > 3  # segments differ: not one pass repeated
@@ -390,12 +394,12 @@ def test_training_step_benchmark_covers_every_model():
 def _ddp_shard_worker(rank: int, port: int, run: str, shards: str, out: str) -> None:
     import os
 
-    import trainer.data
+    import trainer.data.stream
 
     torch.set_num_threads(1)
     os.environ |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    real, seen = trainer.data.make_loader, []
+    real, seen = trainer.data.stream.make_loader, []
 
     def recording_loader(cfg, rank=0, world_size=1):  # the trainer's loader, keys written down
         loader = real(cfg, rank=rank, world_size=world_size)
@@ -411,7 +415,7 @@ def _ddp_shard_worker(rank: int, port: int, run: str, shards: str, out: str) -> 
 
         return Recorded()
 
-    trainer.data.make_loader = recording_loader
+    trainer.data.stream.make_loader = recording_loader
     opts = [f"data.shards={shards}", "data.workers=0", "data.resampled=false", "data.remix=false"]
     opts += ["data.augment=false", "data.shuffle_buffer=0", "optim.batch=4", "optim.steps=2"]
     summary = train(small_cfg(Path(run), "c2", *opts))

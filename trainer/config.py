@@ -246,6 +246,12 @@ def micro_batch(cfg: TrainConfig, world_size: int) -> int:
     return cfg.optim.batch // per_step
 
 
+def segment_batches(cfg: TrainConfig) -> int:
+    """Micro-batches per segment of a resampled stream: one checkpoint interval
+    (``trainer.data.stream``)."""
+    return cfg.ckpt_every * cfg.optim.grad_accum
+
+
 def load_config(spec: str, overrides: typing.Iterable[str] = ()) -> TrainConfig:
     """A preset name or a JSON file path (a partial file takes the defaults), then overrides."""
     if spec in PRESETS:

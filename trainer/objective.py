@@ -30,7 +30,7 @@ from trainer.losses import (
     pairwise_loss,
     regression_loss_from_losses,
 )
-from trainer.metrics import chosen_output, control_correct
+from trainer.metrics import chosen_output, control_correct, identity_loss
 from trainer.models import ModelOutput
 
 CONTROLLED = ("c3_det", "c3_internal")
@@ -77,3 +77,9 @@ def compute_loss(
         raise ValueError(f"unknown model kind {kind!r}")
     terms["loss"] = loss
     return loss, {k: v.detach().float() for k, v in terms.items()}
+
+
+def identity_term(batch: Mapping[str, Tensor]) -> Tensor:
+    """The identity baseline of Table 1 on this batch (outputs = copies of the mixture): the
+    reference a model must beat, logged next to its loss."""
+    return identity_loss(batch["mix"], batch["v1"], batch["v2"]).mean().detach().float()

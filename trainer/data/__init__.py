@@ -5,9 +5,9 @@ each stage lives in its own module.
 """
 
 from trainer.data.batch import Batch
-from trainer.data.config import DataConfig
 from trainer.data.loader import Loader, make_loader
 from trainer.data.shards import list_shards
 from trainer.data.stats import LoaderStats
+from trainer.data.stream_config import DataConfig
 
 __all__ = ["Batch", "DataConfig", "Loader", "LoaderStats", "list_shards", "make_loader"]

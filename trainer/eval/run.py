@@ -17,10 +17,9 @@ model. ``shard_geometry`` reads it from the shard directory's ``config.json`` (w
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,9 @@ from torch import Tensor, nn
 
 from trainer import checkpoint as ckpt
 from trainer.config import ConfigError, TrainConfig, load_config
-from trainer.data import DataConfig, list_shards, make_loader
+from trainer.data import list_shards
+from trainer.data.device import prepare
+from trainer.data.validation import validation_batches
 from trainer.models import build_model
 
 
@@ -140,39 +141,6 @@ def shard_geometry(shards: str | Path | None) -> Geometry:
     )
 
 
-def validation_config(data: DataConfig, shards: str | Path, batch_size: int) -> DataConfig:
-    """The run's data config turned into a fixed single pass over ``shards``."""
-    return dataclasses.replace(
-        data.fixed_pass(str(shards)),
-        batch_size=batch_size,
-        workers=0,
-        blend="any",
-        require_audio=False,
-    )
-
-
-def _slice(batch: dict[str, Any], n: int) -> dict[str, Any]:
-    return {k: v[:n] for k, v in batch.items()}
-
-
-def validation_batches(
-    data: DataConfig, shards: str | Path, batch_size: int = 4, max_samples: int | None = None
-) -> Iterator[dict[str, Any]]:
-    """The fixed validation batches of ``shards`` (first ``max_samples`` samples, if given)."""
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be at least 1, got {max_samples}")
-    cfg = validation_config(data, shards, batch_size)
-    seen = 0
-    for batch in make_loader(cfg, rank=0, world_size=1):
-        n = len(batch["key"])
-        if max_samples is not None and seen + n > max_samples:
-            batch, n = _slice(batch, max_samples - seen), max_samples - seen
-        seen += n
-        yield batch
-        if max_samples is not None and seen >= max_samples:
-            return
-
-
 # ----------------------------------------------------------------------------- evaluation pass
 # Figure 10's offsets of the control audio: 0 to 2.56 s (one 64-frame clip at 25 fps).
 DEFAULT_OFFSETS_S: tuple[float, ...] = (0.0, 0.32, 0.64, 0.96, 1.28, 1.6, 1.92, 2.24, 2.56)
@@ -276,7 +244,6 @@ def evaluate_run(
     from trainer.metrics import control_correct, identity_loss
     from trainer.models import count_parameters
     from trainer.objective import model_inputs
-    from trainer.train import prepare  # the run's own input geometry (pixel_pool)
 
     model, kind, dev = loaded.model, loaded.kind, loaded.device
     control = control_kind(kind)
