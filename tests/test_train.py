@@ -19,6 +19,8 @@ import torch.multiprocessing as mp
 import webdataset as wds
 
 from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video
+from blendkit.format import Geometry
+from blendkit.pipeline import SHARD_FORMAT
 from trainer import checkpoint as ckpt
 from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, apply_overrides, tiny
 from trainer.data.device import prepare
@@ -27,6 +29,7 @@ from trainer.metrics import identity_loss
 from trainer.models import MODEL_NAMES, ModelOutput, build_model
 from trainer.objective import compute_loss, model_inputs
 from trainer.optim import make_optimizer
+from trainer.run_record import TrainedOn, read_record
 from trainer.train import train
 from trainer.train_state import params_digest
 
@@ -371,6 +374,40 @@ def test_train_from_shards_through_make_loader(tmp_path):
     assert first["a1"].shape == (2, 1, N_MELS, 5120 // 160 + 1) and bool(first["has_a1"].all())
     rows = [json.loads(x) for x in (tmp_path / "full" / "val.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
+    # the run records what it was trained on, read from its first shard, in every checkpoint too
+    record = json.loads((tmp_path / "full" / "trained_on.json").read_text())
+    assert record == {
+        "geometry": {"frames": T, "fps": FPS, "height": S, "width": S, "audio_rate": RATE},
+        "geometry_source": f"read from {shards / 'shard-000000.tar'}",
+        "frame_stride": 1,
+        "pixel_pool": 1,
+        "shard_format": SHARD_FORMAT,
+    }
+    assert ckpt.load(ckpt.latest(tmp_path / "full"))["trained_on"] == record
+
+
+def test_injected_batches_record_the_geometry_given_or_say_it_is_unknown(tmp_path):
+    data = synthetic_batches(2, 2, seed=5)
+    cfg = small_cfg(tmp_path / "none", "c2", "optim.batch=2", "optim.steps=1")
+    train(cfg, batches=data)
+    record = TrainedOn.from_dict(json.loads((tmp_path / "none" / "trained_on.json").read_text()))
+    assert record.geometry is None and record.geometry_source.startswith("unknown: injected")
+    assert (record.frame_stride, record.pixel_pool, record.shard_format) == (1, 1, None)
+    with pytest.raises(ValueError, match="the clip geometry is unknown: injected batches"):
+        read_record(tmp_path / "none")  # what evaluation calls: refused, saying why
+
+    given = Geometry(frames=T, fps=FPS, height=S, width=S, audio_rate=RATE)
+    cfg = small_cfg(tmp_path / "given", "c2", "optim.batch=2", "optim.steps=1")
+    train(cfg, batches=data, geometry=given)
+    record = read_record(tmp_path / "given")
+    assert record.geometry == given and record.geometry_source.startswith("given by the caller")
+    assert record.model_input == given
+    tiny_seen = TrainedOn(Geometry(64, 25.0, 128, 128, RATE), "x", 8, 4, 4).model_input
+    assert tiny_seen == Geometry(8, 3.125, 32, 32, RATE)  # every 8th frame, 4x4 pixels pooled
+    other = dataclasses.replace(given, fps=12.5)
+    longer = apply_overrides(cfg, ["optim.steps=2"])
+    with pytest.raises(ConfigError, match="was trained on clips of"):
+        train(longer, batches=data, geometry=other)  # a resume on other clips is refused
 
 
 def full_cfg_data(shards: Path):

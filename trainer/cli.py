@@ -5,6 +5,7 @@
         model.n_outputs=4 optim.grad_accum=4 val_shards=/data/val
     torchrun --nproc-per-node 8 -m trainer.cli train --config paper --shards /data/train
     blendkit-train config --config tiny optim.lr=0.01      # print the resolved config
+    blendkit-train record runs/old --shards shards/demo/train  # the record of an older run
 
 Options are shorthands for config keys (``--shards`` is ``data.shards``, ``--run`` is
 ``run_dir``, ``--model`` is ``model_name``, ``--steps`` is ``optim.steps``); trailing
@@ -20,7 +21,7 @@ import os
 
 import typer
 
-from blendkit.cli_support import fail
+from blendkit.cli_support import USER_ERRORS, fail
 from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, load_config, to_dict
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
@@ -89,6 +90,23 @@ def show_config(
     except ConfigError as e:
         fail(str(e))
     typer.echo(json.dumps(to_dict(cfg), indent=2))
+
+
+@app.command()
+def record(
+    run: str = typer.Argument(..., help="run directory made before runs recorded their data"),
+    shards: str = typer.Option(
+        None, "--shards", help="its training shards [the run's data.shards]"
+    ),
+) -> None:
+    """Write RUN/trained_on.json (clip geometry, subsampling) for a run made before records."""
+    from trainer.run_record import record_run  # reads shards: heavy imports only here
+
+    try:
+        written = record_run(run, shards)
+    except USER_ERRORS as e:
+        fail(str(e))
+    typer.echo(json.dumps(written.to_dict(), indent=2))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ Layout::
                                for the keys in ``trainer.config.RESUMABLE_KEYS``)
     RUN/metrics.jsonl          one line per optimiser step: step, lr, loss terms and the
                                identity baseline of the batch (Table 1), averaged over ranks
+    RUN/trained_on.json        what the run was trained on: clip geometry, subsampling, shard
+                               format (``trainer.run_record``); also in every checkpoint
     RUN/val.jsonl              one line per validation: step and mean terms on the fixed set
     RUN/tb/                    TensorBoard (``trainer.logger``)
     RUN/checkpoints/step-%09d.pt   the newest ``keep_ckpts`` are kept (``trainer.checkpoint``)
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from trainer import checkpoint as ckpt
 from trainer.config import RESUMABLE_KEYS, ConfigError, TrainConfig, diff, load_config, save_config
+from trainer.run_record import RECORD_FILE, TrainedOn, write_record
 
 
 class RunDir:
@@ -36,6 +39,10 @@ class RunDir:
     @property
     def config(self) -> Path:
         return self.root / "config.json"
+
+    @property
+    def record(self) -> Path:
+        return self.root / RECORD_FILE
 
     @property
     def metrics(self) -> Path:
@@ -63,10 +70,11 @@ class RunDir:
                 "use another run dir or the same settings"
             )
 
-    def start(self, cfg: TrainConfig) -> None:
-        """Create the folder and (re)write the resolved config."""
+    def start(self, cfg: TrainConfig, record: TrainedOn) -> None:
+        """Create the folder and (re)write the resolved config and the run record."""
         self.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.config)
+        write_record(self.root, record)
 
     def truncate_logs(self, step: int) -> None:
         """Keep only the log lines written at or before ``step`` (the resumed checkpoint)."""

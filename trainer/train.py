@@ -5,6 +5,9 @@ Paper (section 4): SGD with momentum, 124k iterations, batch 128, learning rate 
 bf16 autocast and channels_last_3d on CUDA, ``torch.compile``, gradient accumulation,
 activation checkpointing of the encoder and decoder blocks, DDP.
 
+A run records what it was trained on (``RUN/trained_on.json``, ``trainer.run_record``): the
+clip geometry of its shards, the subsampling and the shard format, for evaluation to read.
+
 Setup, then one loop whose phases are data, forward/backward, step, log, validate, checkpoint.
 Each concern lives in a module of its own: the run folder (``trainer.run_dir``), distributed
 setup (``trainer.distributed``), the model, optimiser and checkpoint payload
@@ -35,7 +38,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from trainer import train_state
+from blendkit.format import Geometry
+from trainer import run_record, train_state
 from trainer.config import ConfigError, TrainConfig, micro_batch, segment_batches, validate
 from trainer.data.batch import Batch
 from trainer.data.device import prepare
@@ -46,6 +50,7 @@ from trainer.logger import TrainLogger
 from trainer.models import ModelOutput
 from trainer.objective import compute_loss, identity_term, model_inputs
 from trainer.run_dir import RunDir
+from trainer.run_record import TrainedOn
 from trainer.val_loss import validation_loss
 
 log = logging.getLogger(__name__)
@@ -55,31 +60,36 @@ def train(
     cfg: TrainConfig,
     batches: Iterable[Batch] | None = None,
     val_batches: Iterable[Batch] | None = None,
+    *,
+    geometry: Geometry | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) the run ``cfg.run_dir``; returns a summary dict.
 
     ``batches`` replaces the shard stream (each rank passes its own; on resume, the consumed
     batches are skipped from its start), ``val_batches`` the validation set; both are for tests
-    and experiments. Summary keys: run_dir, model, start_step, steps, final_loss, val,
-    samples_per_s, params_sha256 (of the final weights, equal on every rank).
+    and experiments. With ``batches``, ``geometry`` states the clip geometry they stand for
+    (the run record says so, or that it is unknown); without, it is read from the shards.
+    Summary keys: run_dir, model, start_step, steps, final_loss, val, samples_per_s,
+    params_sha256 (of the final weights, equal on every rank).
     """
     validate(cfg)
     d, started = setup_distributed(cfg.device)
     try:
-        return _train(cfg, d, batches, val_batches)
+        return _train(cfg, d, batches, val_batches, geometry)
     finally:
         if started:
             teardown()
 
 
 def _train(
-    cfg: TrainConfig, d: Dist, batches: Iterable[Batch] | None, val_injected: Iterable[Batch] | None
+    cfg: TrainConfig,
+    d: Dist,
+    batches: Iterable[Batch] | None,
+    val_injected: Iterable[Batch] | None,
+    geometry: Geometry | None,
 ) -> dict[str, Any]:
     # ---------------------------------------------------------------- setup
-    cfg = dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, batch_size=micro_batch(cfg, d.world_size))
-    )
-    run, resume_from = _open_run(cfg, d, batches, val_injected)
+    cfg, run, resume_from, record = _open_run(cfg, d, batches, val_injected, geometry)
     cuda = d.device.type == "cuda"
     channels_last = cfg.channels_last and cuda
     _configure_backends(cfg, cuda)
@@ -92,14 +102,10 @@ def _train(
     net = _distributed(model, d, cuda)
     forward = torch.compile(net) if cfg.compile else net
     segment = segment_batches(cfg)
-    stream = data_stream(
-        cfg.data, rank=d.rank, world_size=d.world_size, segment=segment, batches=batches,
-        start=consumed,
-    )  # fmt: skip
-    logger = TrainLogger(
-        run, d, start_step=step, steps=cfg.optim.steps, batch=cfg.optim.batch,
-        progress=cfg.progress, desc=f"{kind} {run.name}",
-    )  # fmt: skip
+    stream = data_stream(cfg.data, rank=d.rank, world_size=d.world_size, segment=segment,
+                         batches=batches, start=consumed)  # fmt: skip
+    logger = TrainLogger(run, d, start_step=step, steps=cfg.optim.steps, batch=cfg.optim.batch,
+                         progress=cfg.progress, desc=f"{kind} {run.name}")  # fmt: skip
     val_cache = list(val_injected) if val_injected is not None else None
     has_val = bool(cfg.val_shards) or val_cache is not None
     prep = functools.partial(prepare, device=d.device, pixel_pool=cfg.pixel_pool)
@@ -138,7 +144,7 @@ def _train(
             logger.validation(step, val_summary)
         # ------------------------------------------------------------ checkpoint
         if step % cfg.ckpt_every == 0 or done:
-            train_state.save(run.root, state, cfg, d, step=step, consumed=consumed)
+            train_state.save(run.root, state, cfg, record, d, step=step, consumed=consumed)
     logger.close()
     return {
         "run_dir": str(run.root),
@@ -168,24 +174,34 @@ def _forward_backward(
 
 
 def _open_run(
-    cfg: TrainConfig, d: Dist, batches: Iterable[Batch] | None, val_injected: Iterable[Batch] | None
-) -> tuple[RunDir, Path | None]:
-    """Check the data and the run folder (a resume must keep the config), then start the run
-    -> (the run folder, the checkpoint to resume from)."""
+    cfg: TrainConfig,
+    d: Dist,
+    batches: Iterable[Batch] | None,
+    val_injected: Iterable[Batch] | None,
+    geometry: Geometry | None,
+) -> tuple[TrainConfig, RunDir, Path | None, TrainedOn]:
+    """Check the data and the run folder (a resume must keep the config and the clip geometry),
+    then start the run -> (the config with this rank's micro-batch size, the run folder, the
+    checkpoint to resume from, the run record)."""
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, batch_size=micro_batch(cfg, d.world_size))
+    )
     if batches is None:
         if not cfg.data.shards:
             raise ConfigError("data.shards: no training shards given")
         check_shards("data.shards", cfg.data.shards)
     if cfg.val_shards and val_injected is None:
         check_shards("val_shards", cfg.val_shards)
+    record = run_record.for_training(cfg, injected=batches is not None, geometry=geometry)
     run = RunDir(cfg.run_dir)
     resume_from = run.latest_checkpoint()
     if resume_from is not None:
         run.check_resumable(cfg)
-    barrier(d)  # every rank has read the old config before rank 0 rewrites it
+        record = run_record.merged_record(run.root, record)
+    barrier(d)  # every rank has read the old config and record before rank 0 rewrites them
     if d.main:
-        run.start(cfg)
-    return run, resume_from
+        run.start(cfg, record)
+    return cfg, run, resume_from, record
 
 
 def _configure_backends(cfg: TrainConfig, cuda: bool) -> None:

@@ -2,7 +2,8 @@
 
 A checkpoint (``trainer.checkpoint`` writes it atomically) holds the model, optimizer and
 scheduler states, the step, every rank's RNG states (``all_gather_object``), the data stream
-position (micro-batches consumed) and the config as JSON. Restoring gives each rank its own RNG
+position (micro-batches consumed), the config as JSON and the run record
+(``trainer.run_record``). Restoring gives each rank its own RNG
 states when the world size is unchanged, else rank 0's.
 """
 
@@ -25,6 +26,7 @@ from trainer.distributed import Dist, gather_objects
 from trainer.models import build_model, to_channels_last
 from trainer.models.checkpointing import enable_activation_checkpointing
 from trainer.optim import make_optimizer, make_scheduler
+from trainer.run_record import TrainedOn
 
 
 @dataclass
@@ -55,7 +57,14 @@ def build(cfg: TrainConfig, device: torch.device, channels_last: bool) -> TrainS
 
 
 def save(
-    run: Path, state: TrainState, cfg: TrainConfig, d: Dist, *, step: int, consumed: int
+    run: Path,
+    state: TrainState,
+    cfg: TrainConfig,
+    record: TrainedOn,
+    d: Dist,
+    *,
+    step: int,
+    consumed: int,
 ) -> None:
     """Checkpoint step ``step`` (every rank calls it: the RNG states are gathered)."""
     rngs = gather_objects(ckpt.rng_state(), d)
@@ -69,6 +78,7 @@ def save(
         "rng": rngs,
         "data": {"batches": consumed, "seed": cfg.data.seed},
         "config": json.dumps(dataclasses.asdict(cfg), default=str),
+        "trained_on": record.to_dict(),
     }
     ckpt.save(ckpt.checkpoint_path(run, step), payload)
     ckpt.prune(run, cfg.keep_ckpts)

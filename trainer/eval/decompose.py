@@ -2,9 +2,10 @@
 
 What we chose (the paper shows real-video results, Figures 8-9, without the procedure):
 
-* Geometry. Frames are resampled to the model's fps (the run's training shards, 25 fps by
-  default) with ``blendkit.decode.VideoDecoder`` (any codec, length, frame rate), the shorter
-  side is resized to the model's input size S (the shards' crop, 128 by default) and the
+* Geometry. Frames are resampled to the fps the model was trained at (the run's record,
+  ``RUN/trained_on.json``: the shards' fps over ``data.frame_stride``) with
+  ``blendkit.decode.VideoDecoder`` (any codec, length, frame rate), the shorter side is resized
+  to the model's input size S (the shards' frame size over ``pixel_pool``) and the
   centre S x S square is kept: one crop for every frame, so the layers stay consistent over
   time. Tiling the long side would cover the whole frame but would need the output slots of
   separately decomposed tiles to be matched, which the uncontrolled models do not guarantee.
@@ -16,7 +17,7 @@ What we chose (the paper shows real-video results, Figures 8-9, without the proc
 * Slot order. An uncontrolled model may put a layer in a different slot in the next window, so
   each window's outputs are permuted to best match (the paper's l, Hungarian/exhaustive
   matching) the previous window's last frame; C3 with deterministic control keeps its order.
-* Audio control (C3). With a soundtrack, each window's audio (resampled to the shards' rate,
+* Audio control (C3). With a soundtrack, each window's audio (resampled to the run's rate,
   zero-padded with the frames) is the control signal, and the selected output is O_1
   (deterministic) or O_argmin s (internal), per window and overall (the slot chosen for the
   most frames). Without a soundtrack the control is silence and no selection is reported.
@@ -37,9 +38,10 @@ import torch
 from torch import Tensor
 
 from blendkit.decode import DecodeError, VideoDecoder, probe
+from blendkit.format import Geometry
 from trainer.audio_features import log_mel
 from trainer.data import DataConfig
-from trainer.eval.run import Geometry, control_kind, load_run, shard_geometry
+from trainer.eval.run import control_kind, load_run
 from trainer.losses import pit_from_cost, video_loss
 from trainer.models import resolve_config
 
@@ -161,13 +163,12 @@ def decompose(
     video_path = Path(video_path)
     info = _open_video(video_path)
     loaded = load_run(run, device)
-    geometry = shard_geometry(loaded.cfg.data.shards)
-    # the geometry the run was trained at: its shards' clips, subsampled as its loader and
-    # trainer did (data.frame_stride, pixel_pool; both 1 for the paper)
-    stride, pool = loaded.cfg.data.frame_stride, loaded.cfg.pixel_pool
-    size = size or geometry.size // pool
-    fps = fps or geometry.fps / stride
-    window = window or DEFAULT_WINDOW // stride
+    # the geometry the run was trained at (its record): its shards' clips, subsampled as its
+    # loader and trainer did (data.frame_stride, pixel_pool; both 1 for the paper)
+    geometry, seen = loaded.record.geometry, loaded.record.model_input
+    size = size or min(seen.height, seen.width)
+    fps = fps or seen.fps
+    window = window or DEFAULT_WINDOW // loaded.record.frame_stride
     if size % 32 or window % 8 or window < 8:
         raise ValueError(f"size must be a multiple of 32 and window of 8, got {size}, {window}")
     kind, data = loaded.kind, loaded.cfg.data

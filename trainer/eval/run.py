@@ -9,16 +9,14 @@ Validation mixtures are fixed (paper Tables 1-2 compare models on one validation
 are read once in sorted order (``resampled=False``), without shuffle or remix, with one reader
 (``workers=0``) so the sample order is the shard order, and ``max_samples`` keeps the first N.
 
-Clip geometry (frames, fps, crop size, audio rate) is a property of the shards, not of the
-model. ``shard_geometry`` reads it from the shard directory's ``config.json`` (written by
-``blendkit make-shards``), else from the first sample's ``KEY.json``, else the paper's defaults
-(64 frames at 25 fps, 128x128, 16 kHz audio).
+Clip geometry (frames, fps, size, audio rate) is what the run was trained on: ``load_run`` reads
+it from the run's record (``RUN/trained_on.json``, ``trainer.run_record``) and refuses a run
+without one; the training shards are never opened.
 """
 
 from __future__ import annotations
 
 import json
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,22 +25,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from blendkit.format import Geometry
 from trainer import checkpoint as ckpt
 from trainer.config import ConfigError, TrainConfig, load_config
 from trainer.data import list_shards
 from trainer.data.device import prepare
 from trainer.data.validation import validation_batches
 from trainer.models import build_model
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Clip geometry of a shard set (what the model was trained on)."""
-
-    frames: int = 64
-    fps: float = 25.0
-    size: int = 128  # square crop side (H = W)
-    audio_rate: int = 16000
+from trainer.run_record import TrainedOn, read_record
 
 
 @dataclass
@@ -51,6 +41,7 @@ class LoadedRun:
 
     path: Path
     cfg: TrainConfig
+    record: TrainedOn  # what it was trained on: the clip geometry, the subsampling
     model: nn.Module
     step: int
     checkpoint: Path
@@ -76,7 +67,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     """The newest checkpoint of ``run_dir`` as a model in eval mode.
 
     Raises ``FileNotFoundError`` when the directory or its ``config.json`` is missing and
-    ``ValueError`` when the run has no checkpoint or its config/weights do not load.
+    ``ValueError`` when the run has no checkpoint, its config/weights do not load, or it has no
+    record of its clip geometry (``trainer.run_record.read_record``: a run from before records).
     """
     run = Path(run_dir)
     if not run.is_dir():
@@ -91,6 +83,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     path = ckpt.latest(run)
     if path is None:
         raise ValueError(f"{run}: run has no checkpoint in {run / ckpt.CHECKPOINT_DIR}")
+    record = read_record(run)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     state = ckpt.load(path, map_location="cpu")
     model = build_model(cfg.model_name, cfg.model)
@@ -100,45 +93,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         first = str(e).strip().splitlines()[0]
         raise ValueError(f"{path}: weights do not fit {cfg.model_name}: {first}") from None
     model.to(dev).eval()
-    return LoadedRun(run, cfg, model, int(state.get("step", 0)), path, dev)
-
-
-def _first_sample_meta(shard: str) -> dict[str, Any] | None:
-    try:
-        with tarfile.open(shard, mode="r|") as tar:
-            for info in tar:
-                if info.isreg() and info.name.endswith(".json"):
-                    f = tar.extractfile(info)
-                    return json.loads(f.read()) if f is not None else None
-    except (OSError, tarfile.TarError, ValueError):
-        return None
-    return None
-
-
-def shard_geometry(shards: str | Path | None) -> Geometry:
-    """Geometry of a shard set: its ``config.json``, else the first sample's json, else defaults."""
-    if not shards:
-        return Geometry()
-    folder = Path(shards)
-    config = folder / "config.json" if folder.is_dir() else None
-    if config is not None and config.is_file():
-        data = json.loads(config.read_text())
-        try:
-            return Geometry(
-                int(data["frames"]), float(data["fps"]), int(data["crop"]), int(data["audio_rate"])
-            )
-        except (KeyError, TypeError, ValueError):
-            pass
-    try:
-        paths = list_shards(str(shards))
-    except FileNotFoundError:
-        return Geometry()
-    meta = _first_sample_meta(paths[0]) if paths and Path(paths[0]).is_file() else None
-    if meta is None:
-        return Geometry()
-    return Geometry(
-        int(meta["frames"]), float(meta["fps"]), int(meta["width"]), int(meta["audio_rate"])
-    )
+    return LoadedRun(run, cfg, record, model, int(state.get("step", 0)), path, dev)
 
 
 # ----------------------------------------------------------------------------- evaluation pass
@@ -231,7 +186,6 @@ def _uint8(video: Tensor) -> Any:
 def evaluate_run(
     loaded: LoadedRun,
     batches: Iterable[dict[str, Any]],
-    geometry: Geometry,
     offsets_s: tuple[float, ...] = DEFAULT_OFFSETS_S,
     n_examples: int = 3,
     n_videos: int = 2,
@@ -249,6 +203,7 @@ def evaluate_run(
     control = control_kind(kind)
     controlled = control != "none"
     hop = loaded.cfg.data.hop_length
+    audio_rate = loaded.record.geometry.audio_rate
     gen = torch.Generator().manual_seed(CHANCE_SEED)
     pit = PITLoss(pairwise_loss)
     rows: list[dict[str, Any]] = []
@@ -296,7 +251,7 @@ def evaluate_run(
                 )
             if controlled:
                 shifted.append(
-                    _shifted_correct(loaded, batch, offsets_s, geometry.audio_rate, hop, has_audio)
+                    _shifted_correct(loaded, batch, offsets_s, audio_rate, hop, has_audio)
                 )
             terms = _terms(out)
             t_mid = outputs.shape[3] // 2
@@ -337,7 +292,7 @@ def evaluate_run(
                 score_batch(table3, classifier, labels or {}, cpu, decomposed)
     if not rows:
         raise ValueError("the validation shards gave no sample")
-    metrics = _summarise(loaded, rows, shifted, offsets_s, geometry, hop, count_parameters(model))
+    metrics = _summarise(loaded, rows, shifted, offsets_s, audio_rate, hop, count_parameters(model))
     if table3 is not None:
         metrics["table3"] = {
             "accuracy": table3.accuracy(),
@@ -406,7 +361,7 @@ def _summarise(
     rows: list[dict[str, Any]],
     shifted: list[list[list[bool | None]]],
     offsets_s: tuple[float, ...],
-    geometry: Geometry,
+    audio_rate: int,
     hop: int,
     params: int,
 ) -> dict[str, Any]:
@@ -449,7 +404,7 @@ def _summarise(
                 curves.setdefault(blend, []).append(None if value is None else 100.0 * value)
         metrics["fig10"] = {
             "offsets_s": list(offsets_s),
-            "shift_frames": [shift_frames(o, geometry.audio_rate, hop) for o in offsets_s],
+            "shift_frames": [shift_frames(o, audio_rate, hop) for o in offsets_s],
             "method": "circular roll of the log-mel of V1's audio (trainer.eval.run.roll_audio)",
             "control_accuracy": {k: v for k, v in curves.items() if any(x is not None for x in v)},
         }
@@ -486,6 +441,15 @@ def write_figures(result: RunResult, dest: Path, fps: float) -> dict[str, str]:
             video, dest / "videos" / f"{video['key']}_{video['blend']}.mp4", fps
         )
     return {k: str(v) for k, v in paths.items()}
+
+
+def common_geometry(runs: list[LoadedRun]) -> Geometry:
+    """The clip geometry every run was trained on (they share one validation set)."""
+    geometries = {r.record.geometry for r in runs}
+    if len(geometries) > 1:
+        listed = "; ".join(f"{r.path}: {r.record.geometry}" for r in runs)
+        raise ValueError(f"the runs were trained on different clip geometries ({listed})")
+    return geometries.pop()
 
 
 def _public(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -527,15 +491,13 @@ def evaluate(
     list_shards(str(shards))  # raises FileNotFoundError when it holds no shard
     dev = resolve_device(device)
     loaded = [load_run(r, dev) for r in runs]  # fail on any bad run before the long pass
-    geometry = shard_geometry(shards)
+    geometry = common_geometry(loaded)
     clf = Classifier(classifier, labels, dev) if classifier is not None else None
     label_map = read_labels(shards) if clf is not None else None
     results = []
     for run in loaded:
         batches = validation_batches(run.cfg.data, shards, batch_size, max_samples)
-        results.append(
-            evaluate_run(run, batches, geometry, offsets_s, n_examples, n_videos, clf, label_map)
-        )
+        results.append(evaluate_run(run, batches, offsets_s, n_examples, n_videos, clf, label_map))
 
     if out is None:
         dests = [r.path / "eval" for r in loaded]

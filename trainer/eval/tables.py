@@ -197,7 +197,8 @@ def report(
         f"Validation shards: `{shards}` ({counts.get('transparent', 0)} transparent, "
         f"{counts.get('occlusion', 0)} occlusion samples"
         + (f", first {max_samples}" if max_samples else "")
-        + f"; {geometry.frames} frames at {geometry.fps:g} fps, {geometry.size}x{geometry.size}).",
+        + f"; the runs were trained on clips of {geometry.frames} frames at {geometry.fps:g} fps, "
+        f"{geometry.height}x{geometry.width}).",
         "The mixtures are fixed: shards in sorted order, one pass, no shuffle, no remix.",
         "Loss: the paper's l (L1 + spatial-gradient L1, per-element means) summed over the two "
         "targets under the best output assignment (eq. 4); lower is better. Paper numbers are "
