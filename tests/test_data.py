@@ -334,7 +334,7 @@ def test_blend_filter(good):
     assert keys_of(batches) == [f"{i:09d}" for i in range(1, 12, 2)]
     assert all(b == "occlusion" for batch in batches for b in batch["blend"])
     assert loader.stats.snapshot()["filtered_blend"] == 6
-    with pytest.raises(ValueError, match="blend must be one of"):
+    with pytest.raises(ValueError, match="blend: expected one of"):
         DataConfig(shards=str(good), blend="mirror")
 
 

@@ -26,13 +26,13 @@ from trainer import checkpoint as ckpt
 from trainer.colour import yuv_to_rgb
 from trainer.config import apply_overrides, save_config, tiny
 from trainer.eval import decompose, evaluate, load_run, train_tiny_classifier
+from trainer.eval.audio_shift import roll_audio, shift_frames
 from trainer.eval.downstream import (
     blended_transparent_score,
     decomposed_transparent_score,
     occlusion_score,
     pair_score,
 )
-from trainer.eval.run import roll_audio, shift_frames
 from trainer.losses import video_loss
 from trainer.metrics import chosen_output, control_correct
 from trainer.models import build_model
@@ -158,8 +158,8 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
         m = json.loads((out / kind / "eval.json").read_text())
         for key in ("loss", "identity_loss", "params", "control_accuracy"):
             assert key in m, key
-        assert set(m["loss"]) == {"transparent", "occlusion", "all"}
-        assert m["samples"] == {"transparent": 2, "occlusion": 2, "all": 4}
+        assert set(m["loss"]) == {"transparent", "occlusion", "both"}
+        assert m["samples"] == {"transparent": 2, "occlusion": 2, "both": 4}
         assert m["params"] == sum(p.numel() for p in load_run(runs[kind]).model.parameters())
         assert (out / kind / "fig5.png").stat().st_size > 0
         assert (out / kind / "fig6_transparent.png").is_file()
@@ -192,7 +192,7 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
     assert c3["control_chance"] is False and c3["fig10"]["offsets_s"] == [0.0, 0.16]
     assert c3["fig10"]["shift_frames"] == [0, 16]
     # offset 0 is the unshifted control signal: the same accuracy as the main pass
-    assert c3["fig10"]["control_accuracy"]["all"][0] == c3["control_accuracy"]["all"]
+    assert c3["fig10"]["control_accuracy"]["both"][0] == c3["control_accuracy"]["both"]
     assert (out / "c3_internal" / "fig7.png").is_file() and (
         out / "c3_internal" / "fig10.png"
     ).is_file()
@@ -202,7 +202,7 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
 def test_default_destination_is_run_eval(shards, runs):
     evaluate([runs["c2"]], shards[0], max_samples=1, offsets_s=(0.0,))
     m = json.loads((runs["c2"] / "eval" / "eval.json").read_text())
-    assert m["samples"] == {"transparent": 1, "all": 1}
+    assert m["samples"] == {"transparent": 1, "both": 1}
     assert (runs["c2"] / "eval" / "report.md").is_file()
 
 

@@ -22,11 +22,12 @@ from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_vide
 from blendkit.format import Geometry
 from blendkit.pipeline import SHARD_FORMAT
 from trainer import checkpoint as ckpt
-from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, apply_overrides, tiny
+from trainer.config import ConfigError, TrainConfig, apply_overrides, tiny
 from trainer.data.device import prepare
 from trainer.losses import video_loss
 from trainer.metrics import identity_loss
-from trainer.models import MODEL_NAMES, ModelOutput, build_model
+from trainer.models import ModelOutput, build_model
+from trainer.models.registry import MODEL_NAMES
 from trainer.objective import compute_loss, model_inputs
 from trainer.optim import make_optimizer
 from trainer.run_record import TrainedOn, read_record
@@ -423,9 +424,9 @@ def test_training_step_benchmark_covers_every_model():
     from trainer.bench_train import markdown, step_times
 
     rows = step_times(repeats=1)
-    assert [r["model"] for r in rows] == list(MODEL_KINDS)
+    assert [r["model"] for r in rows] == list(MODEL_NAMES)
     assert all(r["step_s"] > 0 and r["params"] > 0 for r in rows)
-    assert markdown(rows).count("\n| ") == len(MODEL_KINDS) + 1  # header + one row per model
+    assert markdown(rows).count("\n| ") == len(MODEL_NAMES) + 1  # header + one row per model
 
 
 def _ddp_shard_worker(rank: int, port: int, run: str, shards: str, out: str) -> None:

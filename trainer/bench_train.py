@@ -15,8 +15,9 @@ import time
 
 import torch
 
-from trainer.config import MODEL_KINDS, tiny
+from trainer.config import tiny
 from trainer.models import build_model, count_parameters, resolve_config
+from trainer.models.registry import MODEL_NAMES as MODEL_KINDS
 from trainer.objective import compute_loss, model_inputs
 
 

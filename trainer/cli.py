@@ -22,7 +22,8 @@ import os
 import typer
 
 from blendkit.cli_support import USER_ERRORS, fail
-from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, load_config, to_dict
+from trainer.config import ConfigError, TrainConfig, load_config, to_dict
+from trainer.models.registry import MODEL_NAMES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
 
@@ -43,7 +44,7 @@ def _resolve(
 CONFIG = typer.Option("tiny", "--config", "-c", help="preset (tiny, paper) or a JSON file")
 SHARDS = typer.Option(None, "--shards", help="training shards: directory, brace pattern or list")
 RUN = typer.Option(None, "--run", help="run directory (rerun the same one to resume)")
-MODEL = typer.Option(None, "--model", help=f"one of {', '.join(MODEL_KINDS)}")
+MODEL = typer.Option(None, "--model", help=f"one of {', '.join(MODEL_NAMES)}")
 STEPS = typer.Option(None, "--steps", help="optimiser steps in total")
 OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. optim.lr=0.1 model.n_outputs=2")
 

@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from blendkit.format import Geometry
 from trainer import run_record, train_state
-from trainer.config import ConfigError, TrainConfig, micro_batch, segment_batches, validate
+from trainer.config import ConfigError, TrainConfig, micro_batch, segment_batches
 from trainer.data.batch import Batch
 from trainer.data.device import prepare
 from trainer.data.stream import check_shards, data_stream, next_batch
@@ -72,7 +72,6 @@ def train(
     Summary keys: run_dir, model, start_step, steps, final_loss, val, samples_per_s,
     params_sha256 (of the final weights, equal on every rank).
     """
-    validate(cfg)
     d, started = setup_distributed(cfg.device)
     try:
         return _train(cfg, d, batches, val_batches, geometry)

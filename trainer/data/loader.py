@@ -29,6 +29,7 @@ from functools import partial
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from blendkit.format import BOTH
 from trainer.data import augment, batch, remix, sample, shards, shuffle, tario
 from trainer.data.batch import Batch
 from trainer.data.stats import LoaderStats
@@ -88,7 +89,9 @@ def stages(
             "select",
             partial(
                 sample.select,
-                blend=cfg.blend,
+                # select (trainer/data/sample.py) still spells every kind "any": until it takes
+                # blendkit.format.kinds(blend), the one place the new spelling is translated
+                blend="any" if cfg.blend == BOTH else cfg.blend,
                 require_audio=cfg.require_audio,
                 stats=stats,
                 max_dropped_in_a_row=_MAX_FILTERED_IN_A_ROW if cfg.resampled else None,

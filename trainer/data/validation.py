@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
+from blendkit.format import BOTH
 from trainer.data.batch import Batch
 from trainer.data.loader import make_loader
 from trainer.data.stream_config import DataConfig
@@ -35,7 +36,7 @@ def validation_config(data: DataConfig, shards: str | Path, batch_size: int) -> 
         data.fixed_pass(str(shards)),
         batch_size=batch_size,
         workers=0,
-        blend="any",
+        blend=BOTH,
         require_audio=False,
     )
 

@@ -41,9 +41,10 @@ from blendkit.decode import DecodeError, VideoDecoder, probe
 from blendkit.format import Geometry
 from trainer.audio_features import log_mel
 from trainer.data import DataConfig
-from trainer.eval.run import control_kind, load_run
+from trainer.eval.runs import load_run
 from trainer.losses import pit_from_cost, video_loss
 from trainer.models import resolve_config
+from trainer.models.registry import DETERMINISTIC, NO_CONTROL
 
 DEFAULT_WINDOW = 64
 
@@ -172,7 +173,7 @@ def decompose(
     if size % 32 or window % 8 or window < 8:
         raise ValueError(f"size must be a multiple of 32 and window of 8, got {size}, {window}")
     kind, data = loaded.kind, loaded.cfg.data
-    control = control_kind(kind)
+    control = loaded.control
     use_audio = bool(resolve_config(kind, loaded.cfg.model).audio)
     total = _frame_count(info.duration_s, fps)
     out = Path(out_dir)
@@ -204,12 +205,13 @@ def decompose(
                     audio = audio.unsqueeze(0).to(loaded.device)  # (1, 1, n_mels, frames)
                 result = loaded.model(clip, audio)
                 outputs = result.outputs[0, :, :, :t].float()  # (n, 3, t, S, S)
-                order = _align(prev_last, outputs) if kind != "c3_det" else torch.arange(n)
+                keep_order = control == DETERMINISTIC  # V1 is O_1 in every window
+                order = torch.arange(n) if keep_order else _align(prev_last, outputs)
                 outputs = outputs[order.to(outputs.device)]
                 prev_last = outputs[:, :, -1:]
                 chosen = None
-                if control != "none" and info.has_audio:
-                    slot = 0 if control == "deterministic" else int(result.scores[0].argmin())
+                if control != NO_CONTROL and info.has_audio:
+                    slot = 0 if control == DETERMINISTIC else int(result.scores[0].argmin())
                     chosen = int((order == slot).nonzero()[0, 0])  # slot after the re-ordering
                 windows.append({"start": start, "frames": t, "chosen": chosen})
                 for i, writer in enumerate(writers):
@@ -261,7 +263,7 @@ def _window_audio(
 
 
 def _control_summary(control: str, has_audio: bool, windows: list[dict]) -> dict | None:
-    if control == "none":
+    if control == NO_CONTROL:
         return None
     per_window = [w["chosen"] for w in windows]
     votes: Counter[int] = Counter()
@@ -271,7 +273,7 @@ def _control_summary(control: str, has_audio: bool, windows: list[dict]) -> dict
     overall = votes.most_common(1)[0][0] if votes else None
     return {
         "has_audio": has_audio,
-        "rule": "O_1" if control == "deterministic" else "argmin_i s_i",
+        "rule": "O_1" if control == DETERMINISTIC else "argmin_i s_i",
         "per_window": per_window,
         "overall": overall,  # 0-based slot: layer_{overall + 1}.mp4
     }
