@@ -41,10 +41,11 @@ from blendkit.decode import DecodeError, VideoDecoder, probe
 from blendkit.format import Geometry
 from trainer.audio_features import log_mel
 from trainer.data import DataConfig
-from trainer.eval.runs import load_run
+from trainer.eval.runs import LoadedRun, load_run
 from trainer.losses import pit_from_cost, video_loss
 from trainer.models import resolve_config
 from trainer.models.registry import DETERMINISTIC, NO_CONTROL
+from trainer.run_record import TrainedOn
 
 DEFAULT_WINDOW = 64
 
@@ -164,16 +165,9 @@ def decompose(
     video_path = Path(video_path)
     info = _open_video(video_path)
     loaded = load_run(run, device)
-    # the geometry the run was trained at (its record): its shards' clips, subsampled as its
-    # loader and trainer did (data.frame_stride, pixel_pool; both 1 for the paper)
-    geometry, seen = loaded.record.geometry, loaded.record.model_input
-    size = size or min(seen.height, seen.width)
-    fps = fps or seen.fps
-    window = window or DEFAULT_WINDOW // loaded.record.frame_stride
-    if size % 32 or window % 8 or window < 8:
-        raise ValueError(f"size must be a multiple of 32 and window of 8, got {size}, {window}")
-    kind, data = loaded.kind, loaded.cfg.data
-    control = loaded.control
+    geometry = loaded.record.geometry
+    window, size, fps = _model_geometry(loaded.record, window, size, fps)
+    kind, data, control = loaded.kind, loaded.cfg.data, loaded.control
     use_audio = bool(resolve_config(kind, loaded.cfg.model).audio)
     total = _frame_count(info.duration_s, fps)
     out = Path(out_dir)
@@ -191,28 +185,16 @@ def decompose(
                 t = frames.shape[0]
                 if t == 0:
                     break
-                clip = (
-                    _pad_time(_channels_first(frames).unsqueeze(0), window)
-                    .to(loaded.device)
-                    .float()
-                    / 255
-                )
+                clip = _pad_time(_channels_first(frames).unsqueeze(0), window)  # (1, 3, W, S, S)
+                clip = clip.to(loaded.device).float() / 255
                 audio = None
                 if use_audio:
                     audio = _window_audio(
                         dec, info.has_audio, start, t, window, fps, geometry, data
                     )
                     audio = audio.unsqueeze(0).to(loaded.device)  # (1, 1, n_mels, frames)
-                result = loaded.model(clip, audio)
-                outputs = result.outputs[0, :, :, :t].float()  # (n, 3, t, S, S)
-                keep_order = control == DETERMINISTIC  # V1 is O_1 in every window
-                order = torch.arange(n) if keep_order else _align(prev_last, outputs)
-                outputs = outputs[order.to(outputs.device)]
+                outputs, chosen = _window_outputs(loaded, clip, audio, t, prev_last, info.has_audio)
                 prev_last = outputs[:, :, -1:]
-                chosen = None
-                if control != NO_CONTROL and info.has_audio:
-                    slot = 0 if control == DETERMINISTIC else int(result.scores[0].argmin())
-                    chosen = int((order == slot).nonzero()[0, 0])  # slot after the re-ordering
                 windows.append({"start": start, "frames": t, "chosen": chosen})
                 for i, writer in enumerate(writers):
                     writer.write(_to_uint8(outputs[i]))
@@ -238,6 +220,43 @@ def decompose(
     }
     (out / "decompose.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _model_geometry(
+    record: TrainedOn, window: int | None, size: int | None, fps: float | None
+) -> tuple[int, int, float]:
+    """(window, size, fps) as given, else what the run was trained at (its record): its
+    shards' clips, subsampled as its loader and trainer did (``data.frame_stride``,
+    ``pixel_pool``; both 1 for the paper)."""
+    seen = record.model_input
+    size = size or min(seen.height, seen.width)
+    fps = fps or seen.fps
+    window = window or DEFAULT_WINDOW // record.frame_stride
+    if size % 32 or window % 8 or window < 8:
+        raise ValueError(f"size must be a multiple of 32 and window of 8, got {size}, {window}")
+    return window, size, fps
+
+
+def _window_outputs(
+    loaded: LoadedRun,
+    clip: Tensor,
+    audio: Tensor | None,
+    t: int,
+    prev_last: Tensor | None,
+    has_audio: bool,
+) -> tuple[Tensor, int | None]:
+    """The model's outputs on one window (its first ``t`` frames), slots re-ordered to continue
+    the previous window -> ((n, 3, t, S, S), the audio-chosen slot after the re-ordering)."""
+    result = loaded.model(clip, audio)
+    outputs = result.outputs[0, :, :, :t].float()  # (n, 3, t, S, S)
+    keep_order = loaded.control == DETERMINISTIC  # V1 is O_1 in every window
+    order = torch.arange(outputs.shape[0]) if keep_order else _align(prev_last, outputs)
+    outputs = outputs[order.to(outputs.device)]
+    chosen = None
+    if loaded.control != NO_CONTROL and has_audio:
+        slot = 0 if loaded.control == DETERMINISTIC else int(result.scores[0].argmin())
+        chosen = int((order == slot).nonzero()[0, 0])
+    return outputs, chosen
 
 
 def _window_audio(
