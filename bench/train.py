@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from trainer.config import MODEL_KINDS, tiny
+from trainer.config import tiny
 from trainer.models import build_model, count_parameters, resolve_config
+from trainer.models.registry import MODEL_NAMES, variant
 from trainer.objective import compute_loss, model_inputs
 
 
@@ -42,10 +43,10 @@ def step_times(repeats: int = 5, threads: int = 1) -> list[dict]:
     cfg = tiny()
     frames, size = 64 // cfg.data.frame_stride, 128 // cfg.pixel_pool
     rows = []
-    for kind in MODEL_KINDS:
+    for kind in MODEL_NAMES:
         mcfg = cfg.model
-        if kind == "c3_det":
-            mcfg = dataclasses.replace(mcfg, n_outputs=2)
+        if variant(kind).n_outputs is not None:  # c3_det: exactly two
+            mcfg = dataclasses.replace(mcfg, n_outputs=variant(kind).n_outputs)
         model = build_model(kind, resolve_config(kind, mcfg))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
         batch = synthetic_batch(cfg.optim.batch, frames, size, mcfg.n_mels, 257)

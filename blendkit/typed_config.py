@@ -94,7 +94,9 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     values = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
     try:
         return cls(**values)
-    except (TypeError, ValueError) as e:  # a section's own checks (__post_init__)
+    except ConfigError as e:  # a section's own checks (__post_init__): "field: reason"
+        raise ConfigError(f"{prefix}{e}") from None
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {e}") from None
 
 

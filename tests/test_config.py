@@ -86,7 +86,7 @@ def test_overrides_parse_to_the_field_types():
         ("model=3", "model is a section"),
         ("data.batch_size=3", "data.batch_size is derived from optim.batch"),
         ("lr", "override 'lr' is not of the form key=value"),
-        ("data.blend=fog", "data: blend must be one of"),
+        ("data.blend=fog", "blend: expected one of ['transparent', 'occlusion', 'both']"),
     ],
 )
 def test_bad_overrides_are_rejected_naming_the_key(override, message):
@@ -101,10 +101,10 @@ def test_bad_overrides_are_rejected_naming_the_key(override, message):
     [
         (["model_name=c3_det"], "model.n_outputs: deterministic control (c3_det) needs exactly 2"),
         (["model_name=unet"], "model_name: expected one of"),
-        (["optim.batch=6", "optim.grad_accum=4"], "optim.batch (6) must be divisible"),
-        (["optim.milestones=5,3"], "optim.milestones: must be strictly increasing"),
-        (["model.n_mels=32"], "model.n_mels (32) must equal data.n_mels (64)"),
-        (["optim.steps=0"], "optim.steps: must be positive"),
+        (["optim.batch=6", "optim.grad_accum=4"], "batch: must be divisible by grad_accum (4)"),
+        (["optim.milestones=5,3"], "milestones: must be strictly increasing"),
+        (["model.n_mels=32"], "model.n_mels: must equal data.n_mels (64), got 32"),
+        (["optim.steps=0"], "steps: must be positive"),
     ],
 )
 def test_inconsistent_settings_are_rejected(overrides, message):
@@ -132,6 +132,18 @@ def test_json_round_trip_and_partial_files(tmp_path):
     expected = TrainConfig()
     assert (loaded.optim.lr, loaded.model_name, loaded.optim.steps) == (0.01, "centrifuge", 9)
     assert loaded.model == expected.model and loaded.optim.batch == expected.optim.batch
+
+
+def test_saved_configs_of_older_versions_still_load(tmp_path):
+    path = tmp_path / "config.json"
+    save_config(tiny(), path)
+    tree = json.loads(path.read_text())
+    tree["data"]["blend"] = "any"  # every blend kind, before blendkit.format.blends
+    path.write_text(json.dumps(tree))
+    assert load_config(str(path)).data.blend == "both"
+    assert tiny().data.blend == "transparent" and TrainConfig().data.blend == "both"
+    with pytest.raises(ConfigError, match="blend: expected one of"):
+        apply_overrides(tiny(), ["data.blend=any"])  # only saved configs are read the old way
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_vide
 from trainer.audio_features import MelParams, log_mel, n_frames
 from trainer.colour import yuv_to_rgb
 from trainer.data import DataConfig, list_shards, make_loader
-from trainer.train import prepare
+from trainer.data.device import prepare
 
 torch.set_num_threads(1)
 
@@ -334,7 +334,7 @@ def test_blend_filter(good):
     assert keys_of(batches) == [f"{i:09d}" for i in range(1, 12, 2)]
     assert all(b == "occlusion" for batch in batches for b in batch["blend"])
     assert loader.stats.snapshot()["filtered_blend"] == 6
-    with pytest.raises(ValueError, match="blend must be one of"):
+    with pytest.raises(ValueError, match="blend: expected one of"):
         DataConfig(shards=str(good), blend="mirror")
 
 

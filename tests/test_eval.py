@@ -26,16 +26,17 @@ from trainer import checkpoint as ckpt
 from trainer.colour import yuv_to_rgb
 from trainer.config import apply_overrides, save_config, tiny
 from trainer.eval import decompose, evaluate, load_run, train_tiny_classifier
+from trainer.eval.audio_shift import roll_audio, shift_frames
 from trainer.eval.downstream import (
     blended_transparent_score,
     decomposed_transparent_score,
     occlusion_score,
     pair_score,
 )
-from trainer.eval.run import roll_audio, shift_frames
 from trainer.losses import video_loss
 from trainer.metrics import chosen_output, control_correct
 from trainer.models import build_model
+from trainer.run_record import for_training, read_record, write_record
 
 T, S, FPS, RATE = 8, 32, 25.0, 16000
 N_AUDIO = round(T / FPS * RATE)  # 5120
@@ -124,6 +125,7 @@ def make_run(root: Path, shards: Path, kind: str) -> Path:
     torch.manual_seed(0)
     model = build_model(kind, cfg.model)
     save_config(cfg, run / "config.json")
+    write_record(run, for_training(cfg, injected=False))  # what the trainer writes
     ckpt.save(ckpt.checkpoint_path(run, 3), {"step": 3, "model": model.state_dict()})
     return run
 
@@ -156,8 +158,8 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
         m = json.loads((out / kind / "eval.json").read_text())
         for key in ("loss", "identity_loss", "params", "control_accuracy"):
             assert key in m, key
-        assert set(m["loss"]) == {"transparent", "occlusion", "all"}
-        assert m["samples"] == {"transparent": 2, "occlusion": 2, "all": 4}
+        assert set(m["loss"]) == {"transparent", "occlusion", "both"}
+        assert m["samples"] == {"transparent": 2, "occlusion": 2, "both": 4}
         assert m["params"] == sum(p.numel() for p in load_run(runs[kind]).model.parameters())
         assert (out / kind / "fig5.png").stat().st_size > 0
         assert (out / kind / "fig6_transparent.png").is_file()
@@ -190,7 +192,7 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
     assert c3["control_chance"] is False and c3["fig10"]["offsets_s"] == [0.0, 0.16]
     assert c3["fig10"]["shift_frames"] == [0, 16]
     # offset 0 is the unshifted control signal: the same accuracy as the main pass
-    assert c3["fig10"]["control_accuracy"]["all"][0] == c3["control_accuracy"]["all"]
+    assert c3["fig10"]["control_accuracy"]["both"][0] == c3["control_accuracy"]["both"]
     assert (out / "c3_internal" / "fig7.png").is_file() and (
         out / "c3_internal" / "fig10.png"
     ).is_file()
@@ -200,7 +202,7 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
 def test_default_destination_is_run_eval(shards, runs):
     evaluate([runs["c2"]], shards[0], max_samples=1, offsets_s=(0.0,))
     m = json.loads((runs["c2"] / "eval" / "eval.json").read_text())
-    assert m["samples"] == {"transparent": 1, "all": 1}
+    assert m["samples"] == {"transparent": 1, "both": 1}
     assert (runs["c2"] / "eval" / "report.md").is_file()
 
 
@@ -262,6 +264,58 @@ def test_bad_inputs_give_one_line_errors(runs, tmp_path):
     result = CliRunner().invoke(app, ["decompose", str(runs["c2"]), str(missing), "--out", "x"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [f"error: {missing}: no such file"]
+
+
+def test_eval_and_decompose_read_the_geometry_from_the_run_not_the_shards(shards, tmp_path):
+    from typer.testing import CliRunner
+
+    from trainer.cli import app as train_app
+    from trainer.eval_cli import app
+
+    moved = tmp_path / "moved"  # the training shards, gone after training
+    moved.mkdir()
+    for shard in shards[0].glob("*.tar"):
+        (moved / shard.name).write_bytes(shard.read_bytes())
+    run = make_run(tmp_path, moved, "c3_internal")
+    record = json.loads((run / "trained_on.json").read_text())
+    assert record["geometry"] == {
+        "frames": T,
+        "fps": FPS,
+        "height": S,
+        "width": S,
+        "audio_rate": RATE,
+    }
+    assert record["geometry_source"] == f"read from {moved / 'shard-000000.tar'}"
+    for shard in moved.iterdir():
+        shard.unlink()
+    moved.rmdir()
+    video = tmp_path / "in.mp4"
+    make_video(video, n_frames=16, width=64, height=48, audio=True)
+    # the run's record, not its (gone) shards: a record of 12.5 fps 64x64 clips pooled 2x2
+    record["geometry"] |= {"fps": 12.5, "height": 64, "width": 64}
+    record["pixel_pool"] = 2
+    (run / "trained_on.json").write_text(json.dumps(record))
+    summary = decompose(run, video, tmp_path / "out", window=8, device="cpu")
+    assert (summary["fps"], summary["size"], summary["frames"]) == (12.5, S, 8)  # 0.64 s
+    summary = evaluate([run], shards[0], tmp_path / "eval", max_samples=1, offsets_s=(0.0,))
+    assert (
+        "trained on clips of 8 frames at 12.5 fps, 64x64" in Path(summary["reports"][0]).read_text()
+    )
+
+    (run / "trained_on.json").unlink()  # a run from before records: refused in one line
+    with pytest.raises(ValueError, match="no trained_on.json") as info:
+        decompose(run, video, tmp_path / "o", device="cpu")
+    assert "blendkit-train record" in str(info.value) and "\n" not in str(info.value)
+    result = CliRunner().invoke(app, ["eval", str(run), "--shards", str(shards[0])])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {run}: no trained_on.json")
+    result = CliRunner().invoke(train_app, ["record", str(run), "--shards", str(shards[0])])
+    assert result.exit_code == 0, result.output
+    assert read_record(run).geometry.fps == FPS  # read from the shards given
+    assert decompose(run, video, tmp_path / "again", window=8, device="cpu")["fps"] == FPS
+    result = CliRunner().invoke(train_app, ["record", str(run), "--shards", str(shards[0])])
+    assert result.exit_code == 2 and "already records the clip geometry" in result.output
 
 
 def test_table3_scoring_rules_on_hand_made_logits():

@@ -9,7 +9,6 @@ import torch
 from torch.testing import assert_close
 
 from trainer.models import (
-    MODEL_NAMES,
     ModelConfig,
     build_model,
     count_parameters,
@@ -19,7 +18,9 @@ from trainer.models import (
 from trainer.models.audio import audio_to_video_grid
 from trainer.models.i3d import I3DEncoder
 from trainer.models.masking import ChannelGate
-from trainer.params import TABLE1_MILLIONS, parameter_table
+from trainer.models.registry import MODEL_NAMES
+from trainer.paper import TABLE1_MILLIONS
+from trainer.params import parameter_table
 
 torch.set_num_threads(1)
 

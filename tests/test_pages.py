@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from blendkit.format.blends import OCCLUSION, TRANSPARENT
 from blendkit.inspect import inspect_shards
-from blendkit.pages import Clip, Media, Page
+from blendkit.pages import Clip, Media, Page, write_page
 from blendkit.pages.encode import encode_display_audio, encode_display_video
 from blendkit.pages.inspect_page import DEFAULT_MAX_SAMPLES
 from blendkit.pages.markup import attrs, element, text
@@ -198,7 +198,7 @@ def _small_page(label: str = HOSTILE_LABEL) -> Page:
 
 
 def test_page_shows_data_as_text_only(tmp_path):
-    index = _small_page().write(tmp_path / "page")
+    index = write_page(_small_page(), tmp_path / "page")
     html = index.read_text()
     assert HOSTILE_LABEL not in html and text(HOSTILE_LABEL) in html
     tags = _tags(html)  # as a browser's parser sees the document
@@ -215,7 +215,7 @@ def test_page_shows_data_as_text_only(tmp_path):
 
 def test_page_folder_holds_only_generated_names(tmp_path):
     out = tmp_path / "page"
-    _small_page().write(out)
+    write_page(_small_page(), out)
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "media"]
     assert sorted(p.name for p in (out / "media").iterdir()) == [
         "a0001.wav",
@@ -225,7 +225,7 @@ def test_page_folder_holds_only_generated_names(tmp_path):
 
 
 def test_content_security_policy_allows_exactly_the_inline_style_and_script(tmp_path):
-    html = _small_page("x").write(tmp_path / "page").read_text()
+    html = write_page(_small_page("x"), tmp_path / "page").read_text()
     css, js = asset("page.css"), asset("page.js")
     assert f"<style>{css}</style>" in html and f"<script>{js}</script>" in html
     policy = content_security_policy(css, js)
@@ -239,14 +239,14 @@ def test_page_folder_refuses_other_folders_and_rewrites_its_own(tmp_path):
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a page folder"):
-        _small_page().write(busy)
+        write_page(_small_page(), busy)
     assert (busy / "notes.txt").read_text() == "mine"
     out = tmp_path / "page"
     big = _small_page()
     big.sections[1].groups[0].video(np.zeros((2, 8, 8, 3), np.uint8), "extra")
-    big.write(out)
+    write_page(big, out)
     (out / "media" / "keep.txt").write_text("user file")
-    _small_page().write(out)  # fewer media: the old generated ones go, the user's file stays
+    write_page(_small_page(), out)  # fewer media: the old generated ones go, the user's file stays
     assert sorted(p.name for p in (out / "media").iterdir()) == [
         "a0001.wav",
         "f0001.png",

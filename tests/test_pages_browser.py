@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from blendkit.inspect import inspect_shards
-from blendkit.pages import Clip, Media, Page
+from blendkit.pages import Clip, Media, Page, write_page
 from blendkit.pages.encode import DisplayVideoWriter
 from tests import page_checks as pc
 from tests.browser import Browser
@@ -53,7 +53,7 @@ def report_like_page(folder: Path, tmp: Path) -> Path:
         )
         group.add_clip(Clip(Media.file(tmp / "layer.mp4"), "O2 (from a file)"))
         group.audio(0.3 * np.sin(np.arange(int(FRAMES / FPS * 8000)) / 3.0), 8000, "control")
-    return page.write(folder)
+    return write_page(page, folder)
 
 
 @pytest.fixture(scope="module")

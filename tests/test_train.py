@@ -19,13 +19,19 @@ import torch.multiprocessing as mp
 import webdataset as wds
 
 from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video
+from blendkit.format import SHARD_FORMAT, Geometry
 from trainer import checkpoint as ckpt
-from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, apply_overrides, tiny
+from trainer.config import ConfigError, TrainConfig, apply_overrides, tiny
+from trainer.data.device import prepare
 from trainer.losses import video_loss
 from trainer.metrics import identity_loss
-from trainer.models import MODEL_NAMES, ModelOutput, build_model
+from trainer.models import ModelOutput, build_model
+from trainer.models.registry import MODEL_NAMES
 from trainer.objective import compute_loss, model_inputs
-from trainer.train import make_optimizer, params_digest, prepare, train
+from trainer.optim import make_optimizer
+from trainer.run_record import TrainedOn, read_record
+from trainer.train import train
+from trainer.train_state import params_digest
 
 torch.set_num_threads(1)
 
@@ -325,19 +331,20 @@ def _write_shards(shards: Path, n_shards: int = 2, per_shard: int = 3) -> Path:
 
 
 def test_resumed_stream_starts_at_its_segment_and_replays_nothing(tmp_path, monkeypatch):
+    from trainer.config import segment_batches
     from trainer.data.loader import Loader
-    from trainer.train import Dist, _data_stream, segment_batches
+    from trainer.data.stream import data_stream
 
     shards = _write_shards(tmp_path / "shards")
     opts = [f"data.shards={shards}", "data.workers=0", "data.shuffle_buffer=4", "optim.batch=2"]
     cfg = small_cfg(tmp_path / "run", "c2", *opts, "ckpt_every=3")
     assert segment_batches(cfg) == 3
-    d = Dist(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-    whole = [b["key"] for b in islice(_data_stream(cfg, d, None), 10)]
+    rank = {"rank": 0, "world_size": 1, "segment": segment_batches(cfg)}
+    whole = [b["key"] for b in islice(data_stream(cfg.data, **rank), 10)]
     started = []
     real = Loader.iter_epoch
     monkeypatch.setattr(Loader, "iter_epoch", lambda self, e: (started.append(e), real(self, e))[1])
-    resumed = [b["key"] for b in islice(_data_stream(cfg, d, None, start=6), 4)]
+    resumed = [b["key"] for b in islice(data_stream(cfg.data, **rank, start=6), 4)]
     assert resumed == whole[6:]  # the same micro-batches as the uninterrupted stream
     assert started == [2, 3]  # segments 0 and 1 (batches 0-5) were never decoded again
     assert len({tuple(k) for k in whole}) > 3  # segments differ: not one pass repeated
@@ -367,6 +374,40 @@ def test_train_from_shards_through_make_loader(tmp_path):
     assert first["a1"].shape == (2, 1, N_MELS, 5120 // 160 + 1) and bool(first["has_a1"].all())
     rows = [json.loads(x) for x in (tmp_path / "full" / "val.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
+    # the run records what it was trained on, read from its first shard, in every checkpoint too
+    record = json.loads((tmp_path / "full" / "trained_on.json").read_text())
+    assert record == {
+        "geometry": {"frames": T, "fps": FPS, "height": S, "width": S, "audio_rate": RATE},
+        "geometry_source": f"read from {shards / 'shard-000000.tar'}",
+        "frame_stride": 1,
+        "pixel_pool": 1,
+        "shard_format": SHARD_FORMAT,
+    }
+    assert ckpt.load(ckpt.latest(tmp_path / "full"))["trained_on"] == record
+
+
+def test_injected_batches_record_the_geometry_given_or_say_it_is_unknown(tmp_path):
+    data = synthetic_batches(2, 2, seed=5)
+    cfg = small_cfg(tmp_path / "none", "c2", "optim.batch=2", "optim.steps=1")
+    train(cfg, batches=data)
+    record = TrainedOn.from_dict(json.loads((tmp_path / "none" / "trained_on.json").read_text()))
+    assert record.geometry is None and record.geometry_source.startswith("unknown: injected")
+    assert (record.frame_stride, record.pixel_pool, record.shard_format) == (1, 1, None)
+    with pytest.raises(ValueError, match="the clip geometry is unknown: injected batches"):
+        read_record(tmp_path / "none")  # what evaluation calls: refused, saying why
+
+    given = Geometry(frames=T, fps=FPS, height=S, width=S, audio_rate=RATE)
+    cfg = small_cfg(tmp_path / "given", "c2", "optim.batch=2", "optim.steps=1")
+    train(cfg, batches=data, geometry=given)
+    record = read_record(tmp_path / "given")
+    assert record.geometry == given and record.geometry_source.startswith("given by the caller")
+    assert record.model_input == given
+    tiny_seen = TrainedOn(Geometry(64, 25.0, 128, 128, RATE), "x", 8, 4, 4).model_input
+    assert tiny_seen == Geometry(8, 3.125, 32, 32, RATE)  # every 8th frame, 4x4 pixels pooled
+    other = dataclasses.replace(given, fps=12.5)
+    longer = apply_overrides(cfg, ["optim.steps=2"])
+    with pytest.raises(ConfigError, match="was trained on clips of"):
+        train(longer, batches=data, geometry=other)  # a resume on other clips is refused
 
 
 def full_cfg_data(shards: Path):
@@ -382,20 +423,20 @@ def test_training_step_benchmark_covers_every_model():
     from bench.train import markdown, step_times
 
     rows = step_times(repeats=1)
-    assert [r["model"] for r in rows] == list(MODEL_KINDS)
+    assert [r["model"] for r in rows] == list(MODEL_NAMES)
     assert all(r["step_s"] > 0 and r["params"] > 0 for r in rows)
-    assert markdown(rows).count("\n| ") == len(MODEL_KINDS) + 1  # header + one row per model
+    assert markdown(rows).count("\n| ") == len(MODEL_NAMES) + 1  # header + one row per model
 
 
 def _ddp_shard_worker(rank: int, port: int, run: str, shards: str, out: str) -> None:
     import os
 
-    import trainer.data
+    import trainer.data.stream
 
     torch.set_num_threads(1)
     os.environ |= {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    real, seen = trainer.data.make_loader, []
+    real, seen = trainer.data.stream.make_loader, []
 
     def recording_loader(cfg, rank=0, world_size=1):  # the trainer's loader, keys written down
         loader = real(cfg, rank=rank, world_size=world_size)
@@ -411,7 +452,7 @@ def _ddp_shard_worker(rank: int, port: int, run: str, shards: str, out: str) -> 
 
         return Recorded()
 
-    trainer.data.make_loader = recording_loader
+    trainer.data.stream.make_loader = recording_loader
     opts = [f"data.shards={shards}", "data.workers=0", "data.resampled=false", "data.remix=false"]
     opts += ["data.augment=false", "data.shuffle_buffer=0", "optim.batch=4", "optim.steps=2"]
     summary = train(small_cfg(Path(run), "c2", *opts))

@@ -6,9 +6,9 @@ torchaudio ``MelSpectrogram`` (power 2, centred frames, Hann window) and ``log(x
 ``n_mels``, ``n_fft`` and ``hop_length`` from ``DataConfig`` (64 / 512 / 160: 10 ms hops at
 16 kHz).
 
-The loader ships the decoded waveforms and ``trainer.train.prepare`` computes their log-mel on the
-device, a batch at a time (``batch_log_mel``): on the loader's CPU cores it cost ~0.7 ms a track,
-one core, about 5% of a worker's time per sample.
+The loader ships the decoded waveforms and ``trainer.data.device.prepare`` computes their log-mel
+on the device, a batch at a time (``batch_log_mel``): on the loader's CPU cores it cost ~0.7 ms a
+track, one core, about 5% of a worker's time per sample.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
         model.n_outputs=4 optim.grad_accum=4 val_shards=/data/val
     torchrun --nproc-per-node 8 -m trainer.cli train --config paper --shards /data/train
     blendkit-train config --config tiny optim.lr=0.01      # print the resolved config
+    blendkit-train record runs/old --shards shards/demo/train  # the record of an older run
 
 Options are shorthands for config keys (``--shards`` is ``data.shards``, ``--run`` is
 ``run_dir``, ``--model`` is ``model_name``, ``--steps`` is ``optim.steps``); trailing
@@ -20,8 +21,9 @@ import os
 
 import typer
 
-from blendkit.cli_support import fail
-from trainer.config import MODEL_KINDS, ConfigError, TrainConfig, load_config, to_dict
+from blendkit.cli_support import USER_ERRORS, fail
+from trainer.config import ConfigError, TrainConfig, load_config, to_dict
+from trainer.models.registry import MODEL_NAMES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
 
@@ -42,7 +44,7 @@ def _resolve(
 CONFIG = typer.Option("tiny", "--config", "-c", help="preset (tiny, paper) or a JSON file")
 SHARDS = typer.Option(None, "--shards", help="training shards: directory, brace pattern or list")
 RUN = typer.Option(None, "--run", help="run directory (rerun the same one to resume)")
-MODEL = typer.Option(None, "--model", help=f"one of {', '.join(MODEL_KINDS)}")
+MODEL = typer.Option(None, "--model", help=f"one of {', '.join(MODEL_NAMES)}")
 STEPS = typer.Option(None, "--steps", help="optimiser steps in total")
 OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. optim.lr=0.1 model.n_outputs=2")
 
@@ -89,6 +91,23 @@ def show_config(
     except ConfigError as e:
         fail(str(e))
     typer.echo(json.dumps(to_dict(cfg), indent=2))
+
+
+@app.command()
+def record(
+    run: str = typer.Argument(..., help="run directory made before runs recorded their data"),
+    shards: str = typer.Option(
+        None, "--shards", help="its training shards [the run's data.shards]"
+    ),
+) -> None:
+    """Write RUN/trained_on.json (clip geometry, subsampling) for a run made before records."""
+    from trainer.run_record import record_run  # reads shards: heavy imports only here
+
+    try:
+        written = record_run(run, shards)
+    except USER_ERRORS as e:
+        fail(str(e))
+    typer.echo(json.dumps(written.to_dict(), indent=2))
 
 
 if __name__ == "__main__":

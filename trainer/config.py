@@ -5,8 +5,10 @@ optimiser's ``OptimConfig`` and the run settings. A config comes from a preset (
 ``tiny``) or a JSON file, then ``key=value`` overrides with dotted keys (``model.n_outputs=2``,
 ``optim.lr=0.1``) are applied; values are parsed to the field's declared type. Unknown keys,
 wrong types and inconsistent settings raise ``ConfigError`` with a one-line message naming the
-key. The resolved config is written to ``RUN/config.json`` by the trainer and can be read back
-with ``load_config("RUN/config.json")``.
+key; each dataclass checks its own fields in ``__post_init__`` (``blendkit.typed_config``'s
+checks) and ``TrainConfig`` the rules across sections. The resolved config is written to
+``RUN/config.json`` by the trainer and can be read back with ``load_config("RUN/config.json")``
+(older spellings of a value are read through ``LEGACY_VALUES``).
 
 Batch sizes: ``optim.batch`` is the *global* batch of one optimiser step (the paper's 128) over
 all ranks and accumulation micro-steps. Each rank loads micro-batches of
@@ -24,19 +26,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from blendkit import typed_config
-from blendkit.typed_config import ConfigError, from_dict, to_dict
+from blendkit.format import BOTH
+from blendkit.typed_config import (
+    ConfigError,
+    at_least,
+    from_dict,
+    one_of,
+    positive,
+    require,
+    to_dict,
+)
 from trainer.data import DataConfig
 from trainer.models import ModelConfig
+from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES, check_outputs
 
-MODEL_KINDS: tuple[str, ...] = (
-    "centrifuge",
-    "centrifuge_pc",
-    "c2_nomask",
-    "c2",
-    "c3_det",
-    "c3_internal",
-)
-CONTROLLED_KINDS: tuple[str, ...] = ("c3_det", "c3_internal")
 DERIVED_KEYS: frozenset[str] = frozenset({"data.batch_size"})
 # Keys that may differ between a run's saved config and the config it is resumed with.
 RESUMABLE_KEYS: frozenset[str] = frozenset(
@@ -73,15 +76,28 @@ class OptimConfig:
     grad_accum: int = 1
     grad_clip: float = 0.0  # max global grad norm; 0 disables
 
+    def __post_init__(self) -> None:
+        positive(self, "lr", "steps", "batch", "grad_accum")
+        require(
+            self.batch % self.grad_accum == 0,
+            "batch",
+            f"must be divisible by grad_accum ({self.grad_accum}), got {self.batch}",
+        )
+        require(
+            list(self.milestones) == sorted(set(self.milestones)),
+            "milestones",
+            f"must be strictly increasing, got {self.milestones}",
+        )
+
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs; saved as ``RUN/config.json``.
 
-    ``model_name`` is one of ``MODEL_KINDS``. ``val_shards`` (a ``data.shards``-style spec;
-    empty: no validation) is read in order without shuffling or remixing, and its first
-    ``val_batches`` batches form the fixed validation set. Intervals are in optimiser steps;
-    ``video_every`` logs example outputs.
+    ``model_name`` is one of ``trainer.models.registry.MODEL_NAMES``. ``val_shards`` (a
+    ``data.shards``-style spec; empty: no validation) is read in order without shuffling or
+    remixing, and its first ``val_batches`` batches form the fixed validation set. Intervals are
+    in optimiser steps; ``video_every`` logs example outputs.
     ``bf16`` (autocast) and ``channels_last`` (channels_last_3d) only act on CUDA.
     ``activation_checkpointing`` recomputes the encoder and decoder blocks in the backward pass.
     ``device="auto"`` takes CUDA when available. ``pixel_pool`` average-pools k x k pixels of
@@ -90,7 +106,7 @@ class TrainConfig:
     ``cpu_threads`` > 0 sets torch's intra-op threads when training on the CPU (0: default).
     """
 
-    model_name: str = "c2"
+    model_name: str = DEFAULT_MODEL
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(shards=""))
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -112,6 +128,20 @@ class TrainConfig:
     video_every: int = 2000
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        """Settings that cannot train; each message names the offending key (the sections
+        check their own fields)."""
+        one_of(self, "model_name", MODEL_NAMES)
+        check_outputs(self.model.n_outputs, self.model_name, key="model.n_outputs")
+        require(
+            self.model.n_mels == self.data.n_mels,
+            "model.n_mels",
+            f"must equal data.n_mels ({self.data.n_mels}), got {self.model.n_mels}",
+        )
+        positive(self, "log_every", "ckpt_every", "eval_every", "video_every", "keep_ckpts")
+        positive(self, "pixel_pool")
+        at_least(self, 0, "cpu_threads")
+
 
 # ----------------------------------------------------------------------------- presets
 
@@ -122,7 +152,7 @@ def paper() -> TrainConfig:
     Clip size is a property of the shards (``blendkit make-shards`` writes 64-frame 128x128
     clips by default); the trainer takes whatever the shards hold.
     """
-    return TrainConfig(model_name="c2", model=dataclasses.replace(ModelConfig(), n_outputs=4))
+    return TrainConfig(model=dataclasses.replace(ModelConfig(), n_outputs=4))
 
 
 def tiny() -> TrainConfig:
@@ -142,7 +172,7 @@ def tiny() -> TrainConfig:
       (``data.augment_colour``): each demo class has its own hue (``blendkit.demo.palette``), which
       recolouring would take away; with them, tiny C2 at lr 1e-3 reached 0.80x in 600 steps,
       without 0.69x;
-    - transparent blends (the paper's main setting and Table 2's); ``data.blend=any`` for both;
+    - transparent blends (the paper's main setting and Table 2's); ``data.blend=both`` for both;
     - masks gate the three skip levels but not the bottleneck (``model.mask_levels``): at 8x32x32
       the bottleneck is 1x1x1, so gating it scales each channel group by its mask's share of the
       whole clip; with it gated, tiny C2 fell back from 0.73x to 1.0x the identity baseline within
@@ -158,7 +188,6 @@ def tiny() -> TrainConfig:
       2 cores ran 10x slower, not faster.
     """
     cfg = TrainConfig(
-        model_name="c2",
         model=dataclasses.replace(
             ModelConfig(),
             n_outputs=2,
@@ -197,42 +226,9 @@ PRESETS: dict[str, typing.Callable[[], TrainConfig]] = {"paper": paper, "tiny": 
 
 
 def apply_overrides(cfg: TrainConfig, overrides: typing.Iterable[str]) -> TrainConfig:
-    """Return a copy of ``cfg`` with ``key=value`` overrides applied, then validated."""
+    """Return a copy of ``cfg`` with ``key=value`` overrides applied (and so validated)."""
     derived = {k: "is derived from optim.batch; set optim.batch instead" for k in DERIVED_KEYS}
-    new = typed_config.apply_overrides(cfg, overrides, derived)
-    validate(new)
-    return new
-
-
-def validate(cfg: TrainConfig) -> None:
-    """Reject settings that cannot train; each message names the offending key."""
-    if cfg.model_name not in MODEL_KINDS:
-        raise ConfigError(
-            f"model_name: expected one of {list(MODEL_KINDS)}, got {cfg.model_name!r}"
-        )
-    if cfg.model_name == "c3_det" and cfg.model.n_outputs != 2:
-        raise ConfigError("model.n_outputs: deterministic control (c3_det) needs exactly 2 outputs")
-    if cfg.model.n_outputs < 2:
-        raise ConfigError("model.n_outputs: needs at least 2 outputs for the two blended videos")
-    if cfg.model.n_mels != cfg.data.n_mels:
-        raise ConfigError(
-            f"model.n_mels ({cfg.model.n_mels}) must equal data.n_mels ({cfg.data.n_mels})"
-        )
-    o = cfg.optim
-    positive = {"optim.lr": o.lr, "optim.steps": o.steps, "optim.batch": o.batch}
-    positive |= {"optim.grad_accum": o.grad_accum, "log_every": cfg.log_every}
-    positive |= {"ckpt_every": cfg.ckpt_every, "eval_every": cfg.eval_every}
-    positive |= {"video_every": cfg.video_every, "keep_ckpts": cfg.keep_ckpts}
-    positive |= {"pixel_pool": cfg.pixel_pool}
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
-    if cfg.cpu_threads < 0:
-        raise ConfigError(f"cpu_threads: must be >= 0, got {cfg.cpu_threads}")
-    if o.batch % o.grad_accum:
-        raise ConfigError(f"optim.batch ({o.batch}) must be divisible by optim.grad_accum")
-    if list(o.milestones) != sorted(set(o.milestones)):
-        raise ConfigError(f"optim.milestones: must be strictly increasing, got {o.milestones}")
+    return typed_config.apply_overrides(cfg, overrides, derived)
 
 
 def micro_batch(cfg: TrainConfig, world_size: int) -> int:
@@ -244,6 +240,12 @@ def micro_batch(cfg: TrainConfig, world_size: int) -> int:
             f"({world_size} * {cfg.optim.grad_accum})"
         )
     return cfg.optim.batch // per_step
+
+
+def segment_batches(cfg: TrainConfig) -> int:
+    """Micro-batches per segment of a resampled stream: one checkpoint interval
+    (``trainer.data.stream``)."""
+    return cfg.ckpt_every * cfg.optim.grad_accum
 
 
 def load_config(spec: str, overrides: typing.Iterable[str] = ()) -> TrainConfig:
@@ -260,8 +262,27 @@ def load_config(spec: str, overrides: typing.Iterable[str] = ()) -> TrainConfig:
             raise ConfigError(f"config {spec}: invalid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config {spec}: expected a JSON object")
-        cfg = from_dict(TrainConfig, data)
+        cfg = from_dict(TrainConfig, _upgraded(data))
     return apply_overrides(cfg, overrides)
+
+
+# Values that saved configs of older versions may hold, under their dotted key, and what they are
+# spelled now: a run's config.json must keep loading (to resume or evaluate it).
+LEGACY_VALUES: dict[str, dict[Any, Any]] = {
+    "data.blend": {"any": BOTH},  # every blend kind was "any" before blendkit.format.blends
+}
+
+
+def _upgraded(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree with its legacy values (``LEGACY_VALUES``) respelled."""
+    for key, renames in LEGACY_VALUES.items():
+        *sections, name = key.split(".")
+        node: Any = tree
+        for section in sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if isinstance(node, dict) and name in node and node[name] in renames:
+            node[name] = renames[node[name]]
+    return tree
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

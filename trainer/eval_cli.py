@@ -48,7 +48,7 @@ def eval_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
 ) -> None:
     """Tables 1-3 and Figures 5-7, 10 of the paper for one or several runs."""
-    from trainer.eval.run import evaluate
+    from trainer.eval.evaluation import evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

@@ -9,15 +9,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
 from trainer.losses.pit import pit_from_cost
 from trainer.losses.reconstruction import video_loss
-
-ControlKind = Literal["none", "deterministic", "internal"]
+from trainer.models.registry import CONTROLS, DETERMINISTIC, INTERNAL, NO_CONTROL
 
 
 def identity_loss(mix: Tensor, v1: Tensor, v2: Tensor, n_outputs: int = 2) -> Tensor:
@@ -49,27 +46,26 @@ def improvement_over_mixture(model_losses: Tensor, mix: Tensor, v1: Tensor, v2: 
 
 
 def chosen_output(
-    kind: ControlKind, scores: Tensor | None = None, *, batch_size: int | None = None
+    kind: str, scores: Tensor | None = None, *, batch_size: int | None = None
 ) -> Tensor:
     """Index c of the chosen output slot O_c per sample -> (B,) long.
 
     Section 4.1: O_c = O_1 for deterministic control and O_{argmin_i s_i} for internal prediction.
     For "none" (C2, no control) we also take O_1, which gives the chance-level accuracy of
-    Table 2. scores: (B, n), required for "internal"; otherwise it (or batch_size) gives B.
+    Table 2. ``kind`` is a control kind of ``trainer.models.registry.CONTROLS``; scores: (B, n),
+    required for "internal"; otherwise it (or batch_size) gives B.
     """
-    if kind == "internal":
+    if kind == INTERNAL:
         if scores is None or scores.dim() != 2:
             raise ValueError("internal control needs scores of shape (B, n) to choose an output")
         return scores.argmin(dim=1)
-    if kind in ("none", "deterministic"):
+    if kind in (NO_CONTROL, DETERMINISTIC):
         if scores is not None:
             return torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device)
         if batch_size is None:
             raise ValueError(f"chosen_output({kind!r}) needs scores or batch_size to know B")
         return torch.zeros(batch_size, dtype=torch.long)
-    raise ValueError(
-        f"unknown control kind {kind!r}; expected 'none', 'deterministic' or 'internal'"
-    )
+    raise ValueError(f"unknown control kind {kind!r}; expected one of {', '.join(CONTROLS)}")
 
 
 def control_correct(pairwise_to_v1: Tensor, chosen: Tensor, t_frac: float = 0.2) -> Tensor:

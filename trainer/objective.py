@@ -6,15 +6,16 @@
   uncontrolled models and does not say how its first stage is supervised; we add the same PIL on
   the predictor's outputs (equal weight, independent matching), so both stages are trained to
   decompose, as deep supervision of the first stage. The logged ``pil`` is the corrector's.
-* ``c3_det``: deterministic control, equation 5, V1 forced into O_1 (n = 2, checked by
-  ``trainer.config.validate`` and by the loss).
+* ``c3_det``: deterministic control, equation 5, V1 forced into O_1 (n = 2: the registry's rule,
+  ``trainer.models.registry.check_outputs``, checked by ``TrainConfig``).
 * ``c3_internal``: internal prediction, PIL (eq. 4) + regression loss (eq. 6) on the control
   regressor's scores, equal weight (the paper sums them without a weight). The regression
   targets l(V1, O_i) are the PIL cost matrix's V1 column, detached (the stop-gradient).
 
-C3 models are given ``a1``, the log-mel spectrogram of V1's audio, as the control signal. A
-sample whose V1 has no audio has an all-zero ``a1`` (set ``data.require_audio=true`` to drop
-them); the other models get no audio.
+The branches follow each variant's switches in ``trainer.models.registry`` (its control kind and
+whether it is a predictor-corrector), never its name. C3 models are given ``a1``, the log-mel
+spectrogram of V1's audio, as the control signal. A sample whose V1 has no audio has an all-zero
+``a1`` (set ``data.require_audio=true`` to drop them); the other models get no audio.
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ from trainer.losses import (
     pairwise_loss,
     regression_loss_from_losses,
 )
-from trainer.metrics import chosen_output, control_correct
+from trainer.metrics import chosen_output, control_correct, identity_loss
 from trainer.models import ModelOutput
+from trainer.models.registry import DETERMINISTIC, INTERNAL, is_controlled, variant
 
-CONTROLLED = ("c3_det", "c3_internal")
 _pit = PITLoss()
 
 
 def model_inputs(kind: str, batch: Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
     """(video, audio) for ``model(video, audio)``: the mixture, and V1's audio for C3 models."""
-    return batch["mix"], (batch["a1"] if kind in CONTROLLED else None)
+    return batch["mix"], (batch["a1"] if is_controlled(kind) else None)
 
 
 def compute_loss(
@@ -49,31 +50,36 @@ def compute_loss(
     v1, v2 = batch["v1"], batch["v2"]
     targets = torch.stack([v1, v2], dim=1)  # (B, 2, 3, T, H, W)
     terms: dict[str, Tensor] = {}
-    if kind == "c3_det":
+    spec = variant(kind)  # raises for an unknown kind
+    if spec.control == DETERMINISTIC:
         loss = terms["det"] = deterministic_loss(out.outputs, v1, v2)
         with torch.no_grad():
             to_v1 = pairwise_loss(out.outputs.detach(), v1.unsqueeze(1)).squeeze(2)  # (B, 2)
-            chosen = chosen_output("deterministic", to_v1)  # always O_1
+            chosen = chosen_output(DETERMINISTIC, to_v1)  # always O_1
             terms["control_acc"] = control_correct(to_v1, chosen).float().mean()
-    elif kind in ("centrifuge", "c2_nomask", "c2", "centrifuge_pc", "c3_internal"):
+    else:
         match = _pit.match(out.outputs, targets)
         loss = terms["pil"] = match.losses.mean()
-        if kind == "centrifuge_pc":
+        if spec.predictor_corrector:
             if out.predictor is None:
-                raise ValueError("centrifuge_pc must return its predictor outputs")
+                raise ValueError(f"{kind} must return its predictor outputs")
             pil_pred, _ = _pit(out.predictor, targets)
             terms["pil_predictor"] = pil_pred
             loss = loss + pil_pred
-        if kind == "c3_internal":
+        if spec.control == INTERNAL:
             if out.scores is None:
-                raise ValueError("c3_internal must return control scores (B, n)")
+                raise ValueError(f"{kind} must return control scores (B, n)")
             to_v1 = match.cost[:, :, 0]  # (B, n) l(V1, O_i); V1 is target 0
             reg = regression_loss_from_losses(out.scores.float(), to_v1)
             terms["reg"] = reg
             loss = loss + reg
-            chosen = chosen_output("internal", out.scores.detach())
+            chosen = chosen_output(INTERNAL, out.scores.detach())
             terms["control_acc"] = control_correct(to_v1.detach(), chosen).float().mean()
-    else:
-        raise ValueError(f"unknown model kind {kind!r}")
     terms["loss"] = loss
     return loss, {k: v.detach().float() for k, v in terms.items()}
+
+
+def identity_term(batch: Mapping[str, Tensor]) -> Tensor:
+    """The identity baseline of Table 1 on this batch (outputs = copies of the mixture): the
+    reference a model must beat, logged next to its loss."""
+    return identity_loss(batch["mix"], batch["v1"], batch["v2"]).mean().detach().float()

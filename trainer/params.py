@@ -11,15 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.models import MODEL_NAMES, ModelConfig, build_model, count_parameters
-
-# Table 1 sizes in millions of parameters (C3 variants are not in the table).
-TABLE1_MILLIONS: dict[str, float] = {
-    "centrifuge": 22.6,
-    "centrifuge_pc": 45.4,
-    "c2_nomask": 23.4,
-    "c2": 27.1,
-}
+from trainer.models import ModelConfig, build_model, count_parameters
+from trainer.models.registry import MODEL_NAMES
+from trainer.paper import TABLE1_MILLIONS
 
 
 @dataclass

@@ -17,6 +17,18 @@ One job per module:
 - ``inspect_page``: the page of a shard folder (``blendkit inspect DIR --html OUTDIR``).
 """
 
+from blendkit.pages.folder import write_page
 from blendkit.pages.page import TONES, Clip, Figure, Media, Page, Section, SyncGroup, Table, Track
 
-__all__ = ["TONES", "Clip", "Figure", "Media", "Page", "Section", "SyncGroup", "Table", "Track"]
+__all__ = [
+    "TONES",
+    "Clip",
+    "Figure",
+    "Media",
+    "Page",
+    "Section",
+    "SyncGroup",
+    "Table",
+    "Track",
+    "write_page",
+]

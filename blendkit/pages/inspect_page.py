@@ -29,6 +29,7 @@ from blendkit.format.layout import list_shards  # noqa: E402
 from blendkit.format.members import AUDIO, META, audio_bytes, decode_layers  # noqa: E402
 from blendkit.format.meta import SampleMeta  # noqa: E402
 from blendkit.format.reader import ShardError, read_shard  # noqa: E402
+from blendkit.pages.folder import write_page  # noqa: E402
 from blendkit.pages.page import Page, Section  # noqa: E402
 from blendkit.pages.spread import Candidate, spaced, spread  # noqa: E402
 from blendkit.render import contact_sheet  # noqa: E402
@@ -259,4 +260,4 @@ def write_inspect_page(
         f"{summary['shards']} shards"
     )
     _fill_summary(top, summary, shown)
-    return page.write(outdir)
+    return write_page(page, outdir)

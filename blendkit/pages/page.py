@@ -1,6 +1,6 @@
 """What a page holds: sections of text, tables, figures and synced groups of clips.
 
-A ``Page`` is built in memory, then written as a folder by ``Page.write(outdir)`` (see
+A ``Page`` is built in memory, then written as a folder by ``write_page(page, outdir)`` (see
 ``blendkit.pages.folder``). Media are encoded for display when they are added (``Media``), so a
 page holds small mp4/wav/png bytes, never decoded frames. Every string is shown as text (escaped
 when rendered), never as markup, so metadata, labels and captions can come straight from data.
@@ -19,7 +19,7 @@ Example (the shape ``blendkit inspect --html`` and the eval report use)::
     group.video(out1, "O1", tone="good", badge="chosen: right")  # C3's Figure 7 marking
     group.audio(a1, 16000, "a1 (dancing)")
     group.meta = [("clip start", "1.24 s"), ("PSNR", "41.2 dB")]
-    page.write("OUTDIR")                                         # -> OUTDIR/index.html
+    write_page(page, "OUTDIR")                                   # -> OUTDIR/index.html
 
 The videos of a group play in sync under one play/pause/seek control; one of its audio tracks can
 follow them too (the "sound" menu), and each also plays alone with its own controls. A section's
@@ -238,9 +238,3 @@ class Page:
                 elif isinstance(block, SyncGroup):
                     out += [c.media for c in block.clips] + [t.media for t in block.tracks]
         return out
-
-    def write(self, outdir: str | Path) -> Path:
-        """Write ``outdir/index.html`` and ``outdir/media/``; returns the index path."""
-        from blendkit.pages.folder import write_page
-
-        return write_page(self, Path(outdir))

@@ -23,20 +23,22 @@ def _flags(values: list[bool]) -> torch.Tensor:
 
 
 class Batch(TypedDict, total=False):
-    """One loader batch; B samples of T frames at H x W.
+    """One batch of B samples of T frames at H x W: the one batch type of the trainer, as the
+    loader yields it and as the device stage (``trainer.data.device.prepare``) hands it on.
 
     Videos stay uint8 Y, U, V planes, as stored, on their way to the device (4x less to stack,
-    copy and ship than float); ``trainer.train.prepare`` converts them to float RGB and computes
-    ``mix`` by equation 3 there, unless the batch carries the decoded ``mix.mp4``
+    copy and ship than float); ``prepare`` converts them to float RGB and computes ``mix`` by
+    equation 3 there, unless the batch carries the decoded ``mix.mp4``
     (``DataConfig.stored_mix``). Audio travels as waveforms: ``prepare`` replaces ``a*_wave``,
     ``a*_reversed`` and ``mel`` by the log-mel features ``a1`` and ``a2`` (B, 1, n_mels, frames),
-    zeros where ``has_a*`` is False (``trainer.audio_features.batch_log_mel``).
+    zeros where ``has_a*`` is False (``trainer.audio_features.batch_log_mel``). Batches injected
+    by tests come in the device form: float RGB videos and ``a1`` / ``a2`` features.
     """
 
-    mix: torch.Tensor  # (B, 3, T, H, W) uint8 YUV, only with DataConfig.stored_mix
-    v1: torch.Tensor  # (B, 3, T, H, W) uint8 YUV
-    v2: torch.Tensor  # (B, 3, T, H, W) uint8 YUV
-    alpha: torch.Tensor  # (B, 1, T, H, W) float16 in [0, 1] (trainer.data.sample)
+    mix: torch.Tensor  # (B, 3, T, H, W) uint8 YUV, only with stored_mix; float RGB on the device
+    v1: torch.Tensor  # (B, 3, T, H, W) uint8 YUV; float RGB in [0, 1] on the device
+    v2: torch.Tensor  # (B, 3, T, H, W) uint8 YUV; float RGB in [0, 1] on the device
+    alpha: torch.Tensor  # (B, 1, T, H, W) float16 in [0, 1] (trainer.data.decoding)
     a1_wave: torch.Tensor  # (B, N) float32 waveform of V1's audio, zeros where has_a1 is False
     a2_wave: torch.Tensor  # (B, N) float32
     has_a1: torch.Tensor  # (B,) bool
@@ -44,6 +46,8 @@ class Batch(TypedDict, total=False):
     a1_reversed: torch.Tensor  # (B,) bool: time-reversed by augmentation, features run backwards
     a2_reversed: torch.Tensor  # (B,) bool
     mel: list[MelParams]  # the audio rate and log-mel settings of each sample
+    a1: torch.Tensor  # (B, 1, n_mels, frames) log-mel of V1's audio, on the device (prepare)
+    a2: torch.Tensor  # (B, 1, n_mels, frames) log-mel of V2's audio, on the device
     blend: list[str]
     key: list[str]
 

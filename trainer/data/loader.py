@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from trainer.data import augment, batch, decoding, remix, select, shards, shuffle, tario
 from trainer.data.batch import Batch
-from trainer.data.config import DataConfig
 from trainer.data.stats import LoaderStats
+from trainer.data.stream_config import DataConfig
 
 Stage = Callable[[Iterable], Iterator]
 

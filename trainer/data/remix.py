@@ -5,7 +5,7 @@ every epoch from fixed shards. A new sample keeps ``(v1, alpha, a1)`` of one sto
 base) -- alpha stays with the V1 it was computed from, so an occlusion mask is still a
 superpixel of V1 -- and takes as V2 one clip (its v1 or v2, with that clip's audio) of a
 *different* stored sample (the partner). The mixture is computed by the trainer with equation 3,
-``mix = alpha * v1 + (1 - alpha) * v2`` (``trainer.train.prepare``), so the identity holds
+``mix = alpha * v1 + (1 - alpha) * v2`` (``trainer.data.device.prepare``), so the identity holds
 exactly on what the model sees.
 
 A pool of decoded samples supplies the partners. Each stored sample is the base of exactly one
@@ -42,7 +42,7 @@ def compose(base: Sample, partner: Sample, use_partner_v1: bool) -> Sample:
         a2_wave=wave,
         has_a2=has_audio,
         a2_reversed=reversed_,
-        mix=None,  # the trainer computes equation 3 on the new pair (trainer.train.prepare)
+        mix=None,  # the trainer computes equation 3 on the new pair (trainer.data.device.prepare)
     )
 
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from blendkit.format.blends import BLEND_KINDS, kinds
+from blendkit.format.blends import kinds
 from blendkit.format.members import A1, META, find_audio
 from trainer.data.stats import LoaderStats
 from trainer.data.tario import RawSample
 
 
 def wanted(blend: str) -> tuple[str, ...]:
-    """The blend kinds ``DataConfig.blend`` keeps: one kind, or every kind (``both``, which
-    ``DataConfig`` still spells ``any``)."""
-    return BLEND_KINDS if blend == "any" else kinds(blend)
+    """The blend kinds ``DataConfig.blend`` keeps: one kind, or every kind (``both``)."""
+    return kinds(blend)
 
 
 def where(raw: RawSample) -> str:

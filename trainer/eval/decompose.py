@@ -2,9 +2,10 @@
 
 What we chose (the paper shows real-video results, Figures 8-9, without the procedure):
 
-* Geometry. Frames are resampled to the model's fps (the run's training shards, 25 fps by
-  default) with ``blendkit.decode.VideoDecoder`` (any codec, length, frame rate), the shorter
-  side is resized to the model's input size S (the shards' crop, 128 by default) and the
+* Geometry. Frames are resampled to the fps the model was trained at (the run's record,
+  ``RUN/trained_on.json``: the shards' fps over ``data.frame_stride``) with
+  ``blendkit.decode.VideoDecoder`` (any codec, length, frame rate), the shorter side is resized
+  to the model's input size S (the shards' frame size over ``pixel_pool``) and the
   centre S x S square is kept: one crop for every frame, so the layers stay consistent over
   time. Tiling the long side would cover the whole frame but would need the output slots of
   separately decomposed tiles to be matched, which the uncontrolled models do not guarantee.
@@ -16,7 +17,7 @@ What we chose (the paper shows real-video results, Figures 8-9, without the proc
 * Slot order. An uncontrolled model may put a layer in a different slot in the next window, so
   each window's outputs are permuted to best match (the paper's l, Hungarian/exhaustive
   matching) the previous window's last frame; C3 with deterministic control keeps its order.
-* Audio control (C3). With a soundtrack, each window's audio (resampled to the shards' rate,
+* Audio control (C3). With a soundtrack, each window's audio (resampled to the run's rate,
   zero-padded with the frames) is the control signal, and the selected output is O_1
   (deterministic) or O_argmin s (internal), per window and overall (the slot chosen for the
   most frames). Without a soundtrack the control is silence and no selection is reported.
@@ -37,11 +38,14 @@ import torch
 from torch import Tensor
 
 from blendkit.decode import DecodeError, VideoDecoder, probe
+from blendkit.format import Geometry
 from trainer.audio_features import log_mel
 from trainer.data import DataConfig
-from trainer.eval.run import Geometry, control_kind, load_run, shard_geometry
+from trainer.eval.runs import LoadedRun, load_run
 from trainer.losses import pit_from_cost, video_loss
 from trainer.models import resolve_config
+from trainer.models.registry import DETERMINISTIC, NO_CONTROL
+from trainer.run_record import TrainedOn
 
 DEFAULT_WINDOW = 64
 
@@ -161,17 +165,9 @@ def decompose(
     video_path = Path(video_path)
     info = _open_video(video_path)
     loaded = load_run(run, device)
-    geometry = shard_geometry(loaded.cfg.data.shards)
-    # the geometry the run was trained at: its shards' clips, subsampled as its loader and
-    # trainer did (data.frame_stride, pixel_pool; both 1 for the paper)
-    stride, pool = loaded.cfg.data.frame_stride, loaded.cfg.pixel_pool
-    size = size or geometry.size // pool
-    fps = fps or geometry.fps / stride
-    window = window or DEFAULT_WINDOW // stride
-    if size % 32 or window % 8 or window < 8:
-        raise ValueError(f"size must be a multiple of 32 and window of 8, got {size}, {window}")
-    kind, data = loaded.kind, loaded.cfg.data
-    control = control_kind(kind)
+    geometry = loaded.record.geometry
+    window, size, fps = _model_geometry(loaded.record, window, size, fps)
+    kind, data, control = loaded.kind, loaded.cfg.data, loaded.control
     use_audio = bool(resolve_config(kind, loaded.cfg.model).audio)
     total = _frame_count(info.duration_s, fps)
     out = Path(out_dir)
@@ -189,27 +185,16 @@ def decompose(
                 t = frames.shape[0]
                 if t == 0:
                     break
-                clip = (
-                    _pad_time(_channels_first(frames).unsqueeze(0), window)
-                    .to(loaded.device)
-                    .float()
-                    / 255
-                )
+                clip = _pad_time(_channels_first(frames).unsqueeze(0), window)  # (1, 3, W, S, S)
+                clip = clip.to(loaded.device).float() / 255
                 audio = None
                 if use_audio:
                     audio = _window_audio(
                         dec, info.has_audio, start, t, window, fps, geometry, data
                     )
                     audio = audio.unsqueeze(0).to(loaded.device)  # (1, 1, n_mels, frames)
-                result = loaded.model(clip, audio)
-                outputs = result.outputs[0, :, :, :t].float()  # (n, 3, t, S, S)
-                order = _align(prev_last, outputs) if kind != "c3_det" else torch.arange(n)
-                outputs = outputs[order.to(outputs.device)]
+                outputs, chosen = _window_outputs(loaded, clip, audio, t, prev_last, info.has_audio)
                 prev_last = outputs[:, :, -1:]
-                chosen = None
-                if control != "none" and info.has_audio:
-                    slot = 0 if control == "deterministic" else int(result.scores[0].argmin())
-                    chosen = int((order == slot).nonzero()[0, 0])  # slot after the re-ordering
                 windows.append({"start": start, "frames": t, "chosen": chosen})
                 for i, writer in enumerate(writers):
                     writer.write(_to_uint8(outputs[i]))
@@ -237,6 +222,43 @@ def decompose(
     return summary
 
 
+def _model_geometry(
+    record: TrainedOn, window: int | None, size: int | None, fps: float | None
+) -> tuple[int, int, float]:
+    """(window, size, fps) as given, else what the run was trained at (its record): its
+    shards' clips, subsampled as its loader and trainer did (``data.frame_stride``,
+    ``pixel_pool``; both 1 for the paper)."""
+    seen = record.model_input
+    size = size or min(seen.height, seen.width)
+    fps = fps or seen.fps
+    window = window or DEFAULT_WINDOW // record.frame_stride
+    if size % 32 or window % 8 or window < 8:
+        raise ValueError(f"size must be a multiple of 32 and window of 8, got {size}, {window}")
+    return window, size, fps
+
+
+def _window_outputs(
+    loaded: LoadedRun,
+    clip: Tensor,
+    audio: Tensor | None,
+    t: int,
+    prev_last: Tensor | None,
+    has_audio: bool,
+) -> tuple[Tensor, int | None]:
+    """The model's outputs on one window (its first ``t`` frames), slots re-ordered to continue
+    the previous window -> ((n, 3, t, S, S), the audio-chosen slot after the re-ordering)."""
+    result = loaded.model(clip, audio)
+    outputs = result.outputs[0, :, :, :t].float()  # (n, 3, t, S, S)
+    keep_order = loaded.control == DETERMINISTIC  # V1 is O_1 in every window
+    order = torch.arange(outputs.shape[0]) if keep_order else _align(prev_last, outputs)
+    outputs = outputs[order.to(outputs.device)]
+    chosen = None
+    if loaded.control != NO_CONTROL and has_audio:
+        slot = 0 if loaded.control == DETERMINISTIC else int(result.scores[0].argmin())
+        chosen = int((order == slot).nonzero()[0, 0])
+    return outputs, chosen
+
+
 def _window_audio(
     dec: VideoDecoder,
     has_audio: bool,
@@ -260,7 +282,7 @@ def _window_audio(
 
 
 def _control_summary(control: str, has_audio: bool, windows: list[dict]) -> dict | None:
-    if control == "none":
+    if control == NO_CONTROL:
         return None
     per_window = [w["chosen"] for w in windows]
     votes: Counter[int] = Counter()
@@ -270,7 +292,7 @@ def _control_summary(control: str, has_audio: bool, windows: list[dict]) -> dict
     overall = votes.most_common(1)[0][0] if votes else None
     return {
         "has_audio": has_audio,
-        "rule": "O_1" if control == "deterministic" else "argmin_i s_i",
+        "rule": "O_1" if control == DETERMINISTIC else "argmin_i s_i",
         "per_window": per_window,
         "overall": overall,  # 0-based slot: layer_{overall + 1}.mp4
     }

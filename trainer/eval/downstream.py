@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from blendkit.format.manifest import labels
 from trainer.data import DataConfig
+from trainer.data.device import prepare
+from trainer.data.validation import validation_batches
 
 log = logging.getLogger(__name__)
 
@@ -236,13 +238,9 @@ class TinyVideoClassifier(nn.Module):
 
 def _clips_and_labels(shards: str | Path) -> tuple[Tensor, list[str]]:
     """Every V1 and V2 clip of the shards, downsampled to 16x32x32, with its label name."""
-    from trainer.eval.run import validation_batches
-
     labels = read_labels(shards)
     clips: list[Tensor] = []
     names: list[str] = []
-    from trainer.train import prepare
-
     for raw in validation_batches(DataConfig(shards=str(shards)), shards, batch_size=8):
         batch = prepare(raw, torch.device("cpu"), pixel_pool=1, channels_last=False)  # float
         for which, column in (("v1", 0), ("v2", 1)):

@@ -10,12 +10,14 @@ paper's figures do. matplotlib runs on the Agg backend (no display needed).
   when wrong, grey when the sample has no V1 audio.
 * Figure 10: control accuracy against the offset of the control audio.
 * Videos: mix | V1 | V2 | O_1 .. O_n side by side, ``blendkit.codec.encode_video``.
+
+``write_figures`` draws every figure one run's evaluation pass allows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -25,9 +27,9 @@ import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from blendkit.codec import encode_video  # noqa: E402
-
-if TYPE_CHECKING:
-    from trainer.eval.run import Example
+from blendkit.format import BLEND_KINDS  # noqa: E402
+from trainer.eval.types import Example, RunResult  # noqa: E402
+from trainer.models.registry import NO_CONTROL  # noqa: E402
 
 CELL_INCHES = 1.6
 GREEN, RED, GREY = "#1a9641", "#d7191c", "#999999"
@@ -144,3 +146,29 @@ def write_video(video: dict[str, Any], path: Path, fps: float, crf: int = 18) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(encode_video(np.ascontiguousarray(frames), fps, crf))
     return path
+
+
+def write_figures(result: RunResult, dest: Path, fps: float) -> dict[str, str]:
+    """Figures 5, 6, 7, 10 and example videos of one run into ``dest``; name -> path."""
+    name = result.run.name
+    paths: dict[str, Path] = {}
+    if result.examples:
+        paths["fig5"] = figure5(result.examples, dest / "fig5.png", name)
+    for blend in BLEND_KINDS:
+        ex = next((e for e in result.examples if e.blend == blend and e.terms is not None), None)
+        if ex is not None:
+            paths[f"fig6_{blend}"] = figure6(ex, dest / f"fig6_{blend}.png", name)
+    if result.run.control != NO_CONTROL and result.examples:
+        paths["fig7"] = figure7(result.examples, dest / "fig7.png", name)
+    fig10 = result.metrics.get("fig10")
+    if fig10:
+        curves = {
+            f"{name} {blend}": (fig10["offsets_s"], acc)
+            for blend, acc in fig10["control_accuracy"].items()
+        }
+        paths["fig10"] = figure10(curves, dest / "fig10.png")
+    for video in result.videos:
+        paths[f"video_{video['key']}"] = write_video(
+            video, dest / "videos" / f"{video['key']}_{video['blend']}.mp4", fps
+        )
+    return {k: str(v) for k, v in paths.items()}

@@ -1,9 +1,9 @@
 """Markdown tables in the paper's format, our numbers next to the paper's.
 
-Each function takes the per-run ``metrics`` dicts of ``trainer.eval.run.evaluate_run`` (the
+Each function takes the per-run ``metrics`` dicts of ``trainer.eval.scoring.evaluate_run`` (the
 content of ``eval.json``) and returns a markdown table; the paper's value sits in its own
-column so a reader compares row by row. Losses are the paper's l summed over the two targets
-(eq. 4), accuracies in percent.
+column (``trainer.paper``) so a reader compares row by row. Losses are the paper's l summed
+over the two targets (eq. 4), accuracies in percent.
 """
 
 from __future__ import annotations
@@ -12,28 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Table 1: (loss transparent, loss occlusion, size in millions of parameters).
-PAPER_TABLE1: dict[str, tuple[float, float, float | None]] = {
-    "identity": (0.364, 0.362, None),
-    "centrifuge": (0.149, 0.253, 22.6),
-    "centrifuge_pc": (0.135, 0.264, 45.4),
-    "c2_nomask": (0.131, 0.200, 23.4),
-    "c2": (0.120, 0.190, 27.1),
-}
-# Table 2 (transparent blending): (loss, control accuracy in percent; C2 is chance).
-PAPER_TABLE2: dict[str, tuple[float, float]] = {
-    "c2": (0.120, 50.0),
-    "c3_det": (0.191, 79.1),
-    "c3_internal": (0.119, 77.7),
-}
-# Table 3: (accuracy transparent, accuracy occlusion) in percent.
-PAPER_TABLE3: dict[str, tuple[float, float]] = {
-    "pure": (59.5, 59.5),
-    "blended": (22.1, 21.3),
-    "centrifuge_pc": (34.4, 21.5),
-    "c2": (40.1, 24.7),
-}
-# Figure 10 is a plot; the paper states accuracy drops by 1.4 points at the largest offsets.
+from blendkit.format import BOTH, OCCLUSION, TRANSPARENT, Geometry
+from trainer import paper
+from trainer.models.registry import NO_CONTROL, control_of
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -66,28 +47,28 @@ def table1(runs: list[dict[str, Any]]) -> str:
         ]
     )
     first = runs[0]
-    paper = PAPER_TABLE1["identity"]
+    published = paper.TABLE1["identity"]
     lines.append(
         _row(
             [
                 "Identity",
-                _num(first["identity_loss"].get("transparent")),
-                _num(first["identity_loss"].get("occlusion")),
+                _num(first["identity_loss"].get(TRANSPARENT)),
+                _num(first["identity_loss"].get(OCCLUSION)),
                 "-",
-                _num(paper[0]),
-                _num(paper[1]),
+                _num(published[0]),
+                _num(published[1]),
                 "-",
             ]
         )
     )
     for m in runs:
-        p = PAPER_TABLE1.get(m["model"])
+        p = paper.TABLE1.get(m["model"])
         lines.append(
             _row(
                 [
                     m["name"],
-                    _num(m["loss"].get("transparent")),
-                    _num(m["loss"].get("occlusion")),
+                    _num(m["loss"].get(TRANSPARENT)),
+                    _num(m["loss"].get(OCCLUSION)),
                     f"{m['params'] / 1e6:.2f}M",
                     _num(p[0]) if p else "-",
                     _num(p[1]) if p else "-",
@@ -114,15 +95,16 @@ def table2(runs: list[dict[str, Any]]) -> str:
     for m in runs:
         acc = m.get("control_accuracy", {})
         chance = " (chance)" if m.get("control_chance") else ""
-        p = PAPER_TABLE2.get(m["model"])
-        paper_acc = "-" if p is None else _pct(p[1]) + (" (chance)" if m["model"] == "c2" else "")
+        p = paper.TABLE2.get(m["model"])
+        chance_row = control_of(m["model"]) == NO_CONTROL
+        paper_acc = "-" if p is None else _pct(p[1]) + (" (chance)" if chance_row else "")
         lines.append(
             _row(
                 [
                     m["name"],
-                    _num(m["loss"].get("transparent")),
-                    _pct(acc.get("transparent")) + (chance if "transparent" in acc else ""),
-                    _pct(acc.get("occlusion")) + (chance if "occlusion" in acc else ""),
+                    _num(m["loss"].get(TRANSPARENT)),
+                    _pct(acc.get(TRANSPARENT)) + (chance if TRANSPARENT in acc else ""),
+                    _pct(acc.get(OCCLUSION)) + (chance if OCCLUSION in acc else ""),
                     m.get("control_rule", "-"),
                     _num(p[0]) if p else "-",
                     paper_acc,
@@ -138,16 +120,16 @@ def table3(accuracy: dict[str, dict[str, float]], decomposed: dict[str, str]) ->
     names = {"pure": "classifier - pure video", "blended": "classifier - blended video"}
     for row in [*names, *decomposed]:
         cells = accuracy.get(row, {})
-        paper = PAPER_TABLE3.get(row) or PAPER_TABLE3.get(decomposed.get(row, ""))
+        published = paper.TABLE3.get(row) or paper.TABLE3.get(decomposed.get(row, ""))
         label = names.get(row, f"{row} + classifier")
         lines.append(
             _row(
                 [
                     label,
-                    _pct(cells.get("transparent")),
-                    _pct(cells.get("occlusion")),
-                    _pct(paper[0]) if paper else "-",
-                    _pct(paper[1]) if paper else "-",
+                    _pct(cells.get(TRANSPARENT)),
+                    _pct(cells.get(OCCLUSION)),
+                    _pct(published[0]) if published else "-",
+                    _pct(published[1]) if published else "-",
                 ]
             )
         )
@@ -165,7 +147,7 @@ def fig10_table(runs: list[dict[str, Any]]) -> str:
         cells = [f"{offset:.2f}"]
         for m in curves:
             acc = m["fig10"]["control_accuracy"]
-            series = acc.get("transparent") or acc.get("all") or []
+            series = acc.get(TRANSPARENT) or acc.get(BOTH) or []
             cells.append(_pct(series[j] if j < len(series) else None))
         lines.append(_row(cells))
     return "\n".join(lines)
@@ -186,7 +168,7 @@ def report(
     figures: dict[str, dict[str, str]],
     folder: Path,
     shards: Path,
-    geometry: Any,
+    geometry: Geometry,
     max_samples: int | None,
 ) -> str:
     """The markdown report: setup, Tables 1-3, Figure 10 numbers and links to every figure."""
@@ -194,10 +176,11 @@ def report(
     lines = [
         "# Evaluation report",
         "",
-        f"Validation shards: `{shards}` ({counts.get('transparent', 0)} transparent, "
-        f"{counts.get('occlusion', 0)} occlusion samples"
+        f"Validation shards: `{shards}` ({counts.get(TRANSPARENT, 0)} transparent, "
+        f"{counts.get(OCCLUSION, 0)} occlusion samples"
         + (f", first {max_samples}" if max_samples else "")
-        + f"; {geometry.frames} frames at {geometry.fps:g} fps, {geometry.size}x{geometry.size}).",
+        + f"; the runs were trained on clips of {geometry.frames} frames at {geometry.fps:g} fps, "
+        f"{geometry.height}x{geometry.width}).",
         "The mixtures are fixed: shards in sorted order, one pass, no shuffle, no remix.",
         "Loss: the paper's l (L1 + spatial-gradient L1, per-element means) summed over the two "
         "targets under the best output assignment (eq. 4); lower is better. Paper numbers are "

@@ -6,14 +6,8 @@ for ``centrifuge_pc``). Every model is called as ``model(video, audio=None) -> M
 with video (B, 3, T, H, W) in [0, 1] (T % 8 == 0, H, W % 32 == 0) and audio a log-mel
 spectrogram (B, 1, n_mels, frames) for the audio models, None otherwise.
 
-| name          | masking | composition | audio | control       | Table 1 |
-|---------------|---------|-------------|-------|---------------|---------|
-| centrifuge    |         |             |       |               | 22.6M   |
-| centrifuge_pc |         |             |       |               | 45.4M   |
-| c2_nomask     |         | yes         |       |               | 23.4M   |
-| c2            | yes     | yes         |       |               | 27.1M   |
-| c3_det        | yes     | yes         | yes   | deterministic | -       |
-| c3_internal   | yes     | yes         | yes   | internal      | -       |
+The variants (which modules each has, its control kind) are listed once, in
+``trainer.models.registry``; the paper's sizes are in ``trainer.paper``.
 
 Output activation: Centrifuge outputs go through a sigmoid; C2/C3 layers go through a sigmoid
 and beta through a softmax over the m layers, so outputs are convex combinations of layers in
@@ -42,6 +36,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from blendkit.typed_config import ConfigError, one_of, positive, require
 from trainer.models.audio import AudioNet, AudioVisualFusion
 from trainer.models.composition import Composition, LayerHead, ScalarBetaHead
 from trainer.models.control import ControlRegressor
@@ -50,9 +45,16 @@ from trainer.models.i3d import FEATURE_LEVELS, I3DEncoder, scale_channels
 from trainer.models.masking import FeatureGating, MaskGenerator
 from trainer.models.network import AudioModules, DecompositionNet, ModelOutput, PredictorCorrector
 from trainer.models.norm import NORMS, convert_to_group_norm
+from trainer.models.registry import (
+    CONTROLS,
+    INTERNAL,
+    NO_CONTROL,
+    Variant,
+    check_outputs,
+    variant,
+)
 
 __all__ = [
-    "MODEL_NAMES",
     "ModelConfig",
     "ModelOutput",
     "build_model",
@@ -61,28 +63,7 @@ __all__ = [
     "to_channels_last",
 ]
 
-CONTROLS = ("none", "deterministic", "internal")
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Structural switches fixed by a model name."""
-
-    masking: bool
-    composition: bool
-    control: str
-    predictor_corrector: bool = False
-
-
-VARIANTS: dict[str, Variant] = {
-    "centrifuge": Variant(masking=False, composition=False, control="none"),
-    "centrifuge_pc": Variant(False, False, "none", predictor_corrector=True),
-    "c2_nomask": Variant(masking=False, composition=True, control="none"),
-    "c2": Variant(masking=True, composition=True, control="none"),
-    "c3_det": Variant(masking=True, composition=True, control="deterministic"),
-    "c3_internal": Variant(masking=True, composition=True, control="internal"),
-}
-MODEL_NAMES: tuple[str, ...] = tuple(VARIANTS)
+BETA_MODES = ("pixel", "scalar")
 
 
 @dataclass
@@ -108,56 +89,50 @@ class ModelConfig:
     input_skip: bool = False  # heads correct the input in logit space (not in the paper)
     norm: str = "batch"  # batch (the paper's I3D) | group: GroupNorm, for small batches (norm.py)
 
+    def __post_init__(self) -> None:
+        check_outputs(self.n_outputs)
+        positive(self, "n_layers", "width")
+        one_of(self, "norm", NORMS)
+        one_of(self, "beta_mode", BETA_MODES)
+        one_of(self, "control_audio", ("own", "shared"))
+        if self.control is not None:
+            one_of(self, "control", CONTROLS)
+        unknown = sorted(set(self.mask_levels) - set(FEATURE_LEVELS))
+        require(not unknown, "mask_levels", f"unknown {unknown}; choose from {FEATURE_LEVELS}")
+        require(
+            len(self.decoder_widths) == 5,
+            "decoder_widths",
+            f"needs 5 stages (full resolution), got {self.decoder_widths}",
+        )
+        require(
+            not self.audio or self.n_mels >= 8,
+            "n_mels",
+            f"must be at least 8 for the audio net, got {self.n_mels}",
+        )
+
 
 def resolve_config(name: str, cfg: ModelConfig) -> ModelConfig:
-    """The config with ``audio``/``control`` set for ``name``; raises on contradictions."""
-    if name not in VARIANTS:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
-    variant = VARIANTS[name]
-    if cfg.control is not None and cfg.control != variant.control:
-        raise ValueError(
-            f"model {name!r} has control {variant.control!r}, cfg says {cfg.control!r}"
-        )
-    if variant.control != "none" and cfg.audio is False:
-        raise ValueError(f"model {name!r} is controlled by audio; cfg.audio cannot be False")
-    audio = variant.control != "none" or bool(cfg.audio)
-    out = replace(cfg, audio=audio, control=variant.control)
-    _validate(out)
-    return out
-
-
-def _validate(cfg: ModelConfig) -> None:
-    if cfg.n_outputs < 1 or cfg.n_layers < 1:
-        raise ValueError(f"need n_outputs, n_layers >= 1, got {cfg.n_outputs}, {cfg.n_layers}")
-    if cfg.width <= 0:
-        raise ValueError(f"width must be positive, got {cfg.width}")
-    if cfg.norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {cfg.norm!r}")
-    if cfg.beta_mode not in ("pixel", "scalar"):
-        raise ValueError(f"beta_mode must be 'pixel' or 'scalar', got {cfg.beta_mode!r}")
-    if cfg.control_audio not in ("own", "shared"):
-        raise ValueError(f"control_audio must be 'own' or 'shared', got {cfg.control_audio!r}")
-    unknown = set(cfg.mask_levels) - set(FEATURE_LEVELS)
-    if unknown:
-        raise ValueError(f"unknown mask_levels {sorted(unknown)}; choose from {FEATURE_LEVELS}")
-    if len(cfg.decoder_widths) != 5:
-        raise ValueError(
-            f"decoder_widths needs 5 stages (full resolution), got {cfg.decoder_widths}"
-        )
-    if cfg.audio and cfg.n_mels < 8:
-        raise ValueError(f"n_mels must be >= 8 for the audio net, got {cfg.n_mels}")
+    """The config with ``audio``/``control`` set for ``name``; raises ``ConfigError`` on
+    contradictions."""
+    control = variant(name).control
+    if cfg.control is not None and cfg.control != control:
+        raise ConfigError(f"model {name!r} has control {control!r}, cfg says {cfg.control!r}")
+    controlled = control != NO_CONTROL
+    if controlled and cfg.audio is False:
+        raise ConfigError(f"model {name!r} is controlled by audio; cfg.audio cannot be False")
+    return replace(cfg, audio=controlled or bool(cfg.audio), control=control)
 
 
 def build_model(name: str, cfg: ModelConfig) -> nn.Module:
-    """The model ``name`` (one of ``MODEL_NAMES``) at the sizes of ``cfg``."""
+    """The model ``name`` (one of ``registry.MODEL_NAMES``) at the sizes of ``cfg``."""
     cfg = resolve_config(name, cfg)
-    variant = VARIANTS[name]
-    if variant.predictor_corrector:
-        predictor = _build_net(cfg, variant, in_channels=3)
-        corrector = _build_net(cfg, variant, in_channels=3 + 3 * cfg.n_outputs)
+    kind = variant(name)
+    if kind.predictor_corrector:
+        predictor = _build_net(cfg, kind, in_channels=3)
+        corrector = _build_net(cfg, kind, in_channels=3 + 3 * cfg.n_outputs)
         model: nn.Module = PredictorCorrector(predictor, corrector)
     else:
-        model = _build_net(cfg, variant, in_channels=3)
+        model = _build_net(cfg, kind, in_channels=3)
     return convert_to_group_norm(model) if cfg.norm == "group" else model
 
 
@@ -199,7 +174,7 @@ def _build_net(cfg: ModelConfig, variant: Variant, in_channels: int) -> Decompos
     bottleneck = channels["Mixed_5c"]
     if cfg.audio:
         audio_widths = _widths(cfg.audio_widths, cfg.width)
-        own = variant.control == "internal" and cfg.control_audio == "own"
+        own = variant.control == INTERNAL and cfg.control_audio == "own"
         audio = AudioModules(
             AudioNet(audio_widths), AudioVisualFusion(), AudioNet(audio_widths) if own else None
         )
@@ -219,7 +194,7 @@ def _build_net(cfg: ModelConfig, variant: Variant, in_channels: int) -> Decompos
     else:
         head = VideoHead(decoder.out_channels, cfg.n_outputs, input_skip=cfg.input_skip)
     control = None
-    if variant.control == "internal":
+    if variant.control == INTERNAL:
         control = ControlRegressor(
             channels["Mixed_5c"],
             audio.net.out_channels,

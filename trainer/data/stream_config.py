@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-BLENDS = ("any", "transparent", "occlusion")
+from blendkit.format import BLEND_CHOICES, BOTH
+from blendkit.typed_config import at_least, one_of, positive, require
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,9 @@ class DataConfig:
     shard exactly once (validation). ``shuffle_buffer`` <= 1 turns shuffling off: shards are then
     read in sorted order and samples in tar order. ``remix`` re-pairs stored clips on the fly
     (see ``trainer.data.remix``); ``remix_pool`` is how many decoded samples it keeps to draw
-    partners from (our choice, the paper does not remix). ``blend`` keeps only one blend kind and
-    ``require_audio`` drops samples whose V1 has no audio (C3 is conditioned on V1's audio).
+    partners from (our choice, the paper does not remix). ``blend`` keeps one blend kind, or
+    ``both`` (``blendkit.format.blends``), and ``require_audio`` drops samples whose V1 has no
+    audio (C3 is conditioned on V1's audio).
     The log-mel parameters follow the paper's "log spectrogram treated as an image" (Sec. 3.2);
     the values are ours.
     """
@@ -35,7 +37,7 @@ class DataConfig:
     augment: bool = False  # random flips / time reversal / chroma symmetry (augment.py)
     augment_colour: bool = True  # False: augment without the chroma symmetries
     remix_pool: int = 8
-    blend: str = "any"
+    blend: str = BOTH
     require_audio: bool = False
     n_mels: int = 64
     n_fft: int = 512
@@ -46,19 +48,14 @@ class DataConfig:
     frame_stride: int = 1
 
     def __post_init__(self) -> None:
-        if self.blend not in BLENDS:
-            raise ValueError(f"blend must be one of {BLENDS}, got {self.blend!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.remix and self.remix_pool < 2:
-            raise ValueError(f"remix_pool must be >= 2 to find a partner, got {self.remix_pool}")
-        for name in ("n_mels", "n_fft", "hop_length", "frame_stride"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        one_of(self, "blend", BLEND_CHOICES)
+        positive(self, "batch_size", "n_mels", "n_fft", "hop_length", "frame_stride")
+        at_least(self, 0, "workers", "seed")
+        require(
+            not self.remix or self.remix_pool >= 2,
+            "remix_pool",
+            f"must be at least 2 to find a partner, got {self.remix_pool}",
+        )
 
     def fixed_pass(self, shards: str) -> DataConfig:
         """This stream made a fixed pass over ``shards`` (validation): every sample once, in

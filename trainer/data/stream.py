@@ -1,0 +1,101 @@
+"""The training stream of one rank: micro-batch number ``start`` onwards, resumable.
+
+A resampled (endless) shard stream is cut into segments of ``segment`` micro-batches (one
+checkpoint interval, ``trainer.config.segment_batches``), each a fresh loader pass seeded by the
+segment's index, so resuming at a checkpoint starts the right segment instead of replaying
+(decoding) every batch before it. A single-pass stream runs pass after pass and is replayed up to
+``start``. Injected batches (tests, experiments) are taken as given, ``start`` of them skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+
+import torch
+
+from blendkit.typed_config import ConfigError
+from trainer.data.batch import Batch
+from trainer.data.loader import Loader, make_loader
+from trainer.data.shards import list_shards
+from trainer.data.stream_config import DataConfig
+
+
+def check_shards(key: str, spec: str) -> None:
+    """Fail early, naming the config key, when a shard spec lists local files that are missing."""
+    try:
+        paths = list_shards(spec)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    missing = [p for p in paths if "://" not in p and not p.startswith("pipe:")]
+    missing = [p for p in missing if not Path(p).is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ConfigError(f"{key}: shard {missing[0]} does not exist{more}")
+
+
+def data_stream(
+    data: DataConfig,
+    *,
+    rank: int,
+    world_size: int,
+    segment: int,
+    batches: Iterable[Batch] | None = None,
+    start: int = 0,
+) -> Iterator[Batch]:
+    """This rank's micro-batches from number ``start`` on: ``batches`` as given when injected,
+    else the shards of ``data`` (see the module docstring)."""
+    if batches is not None:
+        yield from _skip(iter(batches), start)
+        return
+    loader = make_loader(data, rank=rank, world_size=world_size)
+    if data.resampled:
+        yield from _segments(data, loader, segment, start)
+    else:
+        yield from _skip(_passes(data, loader), start)
+
+
+def next_batch(stream: Iterator[Batch], consumed: int) -> Batch:
+    """The stream's next micro-batch; an ended stream is an error naming how far it got."""
+    batch = next(stream, None)
+    if batch is None:
+        raise RuntimeError(f"data stream ended after {consumed} batches")
+    return batch
+
+
+def _segments(data: DataConfig, loader: Loader, size: int, start: int) -> Iterator[Batch]:
+    """A resampled loader's segments of ``size`` micro-batches, from micro-batch ``start``."""
+    segment, offset = divmod(start, size)
+    while True:
+        with torch.random.fork_rng(devices=[]):  # the DataLoader draws a seed from torch
+            batches_of_segment = loader.iter_epoch(segment)
+        got = 0
+        for batch in islice(batches_of_segment, offset, size):
+            got += 1
+            yield batch
+        del batches_of_segment  # shuts its worker processes down
+        if got == 0:
+            raise RuntimeError(f"data.shards {data.shards!r} yielded no batch")
+        segment, offset = segment + 1, 0
+
+
+def _skip(stream: Iterator[Batch], n: int) -> Iterator[Batch]:
+    """Drop the first ``n`` batches (those consumed before the checkpoint)."""
+    for i in range(n):
+        if next(stream, None) is None:
+            raise RuntimeError(f"data stream ended after {i} batches while skipping {n} to resume")
+    return stream
+
+
+def _passes(data: DataConfig, loader: Loader) -> Iterator[Batch]:
+    """A single-pass loader's epochs, one after another."""
+    while True:
+        empty = True
+        with torch.random.fork_rng(devices=[]):  # the DataLoader draws a seed from torch's RNG
+            epoch = iter(loader)
+        for batch in epoch:
+            empty = False
+            yield batch
+        if empty:
+            raise RuntimeError(f"data.shards {data.shards!r} yielded no batch")

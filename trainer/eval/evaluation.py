@@ -1,0 +1,112 @@
+"""``evaluate``: runs in, report files out (the orchestrator behind ``blendkit-eval eval``).
+
+Load every run first (a bad one fails before the long pass), stream the fixed validation set
+once per run (``trainer.data.validation``), run the evaluation pass (``trainer.eval.scoring``),
+then write each run's ``eval.json`` and figures and the side-by-side ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trainer.data import list_shards
+from trainer.data.validation import validation_batches
+from trainer.eval import tables
+from trainer.eval.audio_shift import DEFAULT_OFFSETS_S
+from trainer.eval.downstream import Classifier, read_labels
+from trainer.eval.figures import write_figures
+from trainer.eval.runs import LoadedRun, common_geometry, load_run, resolve_device
+from trainer.eval.scoring import evaluate_run
+from trainer.eval.types import RunResult
+
+
+def evaluate(
+    runs: list[Path],
+    shards: Path,
+    out: Path | None = None,
+    max_samples: int | None = None,
+    *,
+    offsets_s: tuple[float, ...] = DEFAULT_OFFSETS_S,
+    classifier: Path | None = None,
+    labels: Path | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    n_examples: int = 3,
+    n_videos: int = 2,
+) -> dict[str, Any]:
+    """Evaluate ``runs`` on the fixed validation set of ``shards``; write reports and figures.
+
+    Where files go: with ``out`` None, each run's ``RUN/eval/`` gets its ``eval.json``, figures,
+    videos and a ``report.md`` holding the side-by-side tables of all runs evaluated together.
+    With ``out``, one run writes everything into ``out``; several runs write their files into
+    ``out/<run dir name>/`` and the combined ``report.md`` and ``eval.json`` into ``out``.
+    ``classifier`` (a TorchScript file; ``labels`` defaults to ``NAME.labels.json``) adds
+    Table 3. Returns {"runs": [metrics without per-sample rows], "reports", "eval_json",
+    "figures"}.
+    """
+    if not runs:
+        raise ValueError("no run to evaluate")
+    shards = Path(shards)
+    if not shards.exists():
+        raise FileNotFoundError(f"{shards}: no such shard directory")
+    list_shards(str(shards))  # raises FileNotFoundError when it holds no shard
+    dev = resolve_device(device)
+    loaded = [load_run(r, dev) for r in runs]  # fail on any bad run before the long pass
+    common_geometry(loaded)  # one validation set fits one clip geometry
+    clf = Classifier(classifier, labels, dev) if classifier is not None else None
+    label_map = read_labels(shards) if clf is not None else None
+    results = []
+    for run in loaded:
+        batches = validation_batches(run.cfg.data, shards, batch_size, max_samples)
+        results.append(evaluate_run(run, batches, offsets_s, n_examples, n_videos, clf, label_map))
+    return write_files(results, shards, out, max_samples)
+
+
+def _destinations(loaded: list[LoadedRun], out: Path | None) -> tuple[list[Path], list[Path]]:
+    """(each run's folder, the folders that get the report) for ``evaluate``'s ``out``."""
+    if out is None:
+        dests = [r.path / "eval" for r in loaded]
+        return dests, dests
+    if len(loaded) == 1:
+        return [Path(out)], [Path(out)]
+    return [Path(out) / r.path.name for r in loaded], [Path(out)]
+
+
+def write_files(
+    results: list[RunResult], shards: Path, out: Path | None, max_samples: int | None
+) -> dict[str, Any]:
+    """Each run's figures and ``eval.json``, the report(s), and the combined ``eval.json``."""
+    loaded = [r.run for r in results]
+    geometry = common_geometry(loaded)
+    dests, report_dirs = _destinations(loaded, out)
+    eval_paths, figure_paths = [], {}
+    for result, dest in zip(results, dests, strict=True):
+        dest.mkdir(parents=True, exist_ok=True)
+        figure_paths[result.run.name] = write_figures(result, dest, geometry.fps)
+        path = dest / "eval.json"
+        metrics = {**result.metrics, "figures": figure_paths[result.run.name]}
+        path.write_text(json.dumps(metrics, indent=1) + "\n")
+        eval_paths.append(path)
+    metrics = [_public(r.metrics) for r in results]
+    reports = []
+    for folder in report_dirs:
+        folder.mkdir(parents=True, exist_ok=True)
+        text = tables.report(metrics, figure_paths, folder, shards, geometry, max_samples)
+        (folder / "report.md").write_text(text)
+        reports.append(folder / "report.md")
+    if out is not None and len(loaded) > 1:
+        combined = Path(out) / "eval.json"
+        combined.write_text(json.dumps({"runs": metrics}, indent=1) + "\n")
+        eval_paths.append(combined)
+    return {
+        "runs": metrics,
+        "reports": [str(p) for p in reports],
+        "eval_json": [str(p) for p in eval_paths],
+        "figures": figure_paths,
+    }
+
+
+def _public(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k != "per_sample"}

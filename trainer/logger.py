@@ -1,0 +1,124 @@
+"""What a training run reports: metrics.jsonl, val.jsonl, TensorBoard and the progress bar.
+
+Every rank calls ``step`` and ``flush`` (the logged terms are averaged over ranks, one host sync
+per log interval); only rank 0 writes files, TensorBoard events and the bar. TensorBoard gets the
+same scalars as the jsonl files, samples/s, and every ``video_every`` steps an image of
+mix | V1 | V2 | O_1..O_n at a few frames (plus ``add_video`` when moviepy is installed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from trainer.data.batch import Batch
+from trainer.distributed import Dist, mean_over_ranks
+from trainer.models import ModelOutput
+from trainer.run_dir import RunDir
+
+
+def example_grid(batch: Batch, out: ModelOutput, frames: int = 4) -> Tensor:
+    """Rows mix, V1, V2, O_1..O_n of the first sample at ``frames`` times: (3, rows*H, frames*W)."""
+    rows = [batch["mix"][0], batch["v1"][0], batch["v2"][0], *out.outputs[0]]  # each (3, T, H, W)
+    t = rows[0].shape[1]
+    idx = torch.linspace(0, t - 1, min(frames, t)).round().long().tolist()
+    strips = [torch.cat([r[:, i] for i in idx], dim=-1) for r in rows]  # (3, H, frames*W)
+    return torch.cat(strips, dim=-2).detach().float().clamp(0, 1).cpu()
+
+
+def example_video(batch: Batch, out: ModelOutput) -> Tensor:
+    """(1, T, 3, H, (3+n)*W): mix | V1 | V2 | O_1 .. O_n side by side."""
+    cols = [batch["mix"][0], batch["v1"][0], batch["v2"][0], *out.outputs[0]]  # (3, T, H, W)
+    video = torch.cat(cols, dim=-1).permute(1, 0, 2, 3)  # (T, 3, H, W')
+    return video.detach().float().clamp(0, 1).cpu().unsqueeze(0)
+
+
+def synced_time(device: torch.device) -> float:
+    """Wall time after the device has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class TrainLogger:
+    """The run's logs from optimiser step ``start_step`` on (a resume drops later lines)."""
+
+    def __init__(
+        self, run: RunDir, d: Dist, *, start_step: int, steps: int, batch: int, progress: bool,
+        desc: str,
+    ) -> None:  # fmt: skip
+        self.run, self.d, self.batch = run, d, batch
+        self.start_step = start_step
+        self.pending: list[tuple[int, float, dict[str, Tensor]]] = []
+        self.t_log, self.step_log = time.perf_counter(), start_step
+        self.t_first: float | None = None  # end of this call's first step: rates skip warm-up
+        self.writer: Any = None
+        if d.main:
+            from torch.utils.tensorboard import SummaryWriter  # slow to import
+
+            run.truncate_logs(start_step)
+            self.writer = SummaryWriter(str(run.tb), purge_step=start_step)  # drop later events
+        self.bar = tqdm(
+            total=steps, initial=start_step, disable=not (d.main and progress), desc=desc,
+            dynamic_ncols=True,
+        )  # fmt: skip
+
+    def step(self, step: int, lr: float, terms: dict[str, Tensor]) -> None:
+        """Record optimiser step ``step``'s terms (device tensors; written at ``flush``)."""
+        self.bar.update(1)
+        if self.t_first is None:
+            self.t_first = synced_time(self.d.device)
+        self.pending.append((step, lr, terms))
+
+    def flush(self, step: int) -> float:
+        """Write the pending steps, averaged over ranks; returns the last step's loss."""
+        names = list(self.pending[-1][2])
+        values = torch.stack([torch.stack([t[n] for n in names]) for _, _, t in self.pending])
+        rows = mean_over_ranks(values, self.d).tolist()  # one host sync per log interval
+        now = time.perf_counter()
+        rate = (step - self.step_log) * self.batch / max(now - self.t_log, 1e-9)
+        self.t_log, self.step_log = now, step
+        loss = rows[-1][names.index("loss")]
+        if self.d.main:
+            with open(self.run.metrics, "a") as f:
+                for (s, lr, _), row in zip(self.pending, rows, strict=True):
+                    record = {"step": s, "lr": lr, **dict(zip(names, row, strict=True))}
+                    f.write(json.dumps(record) + "\n")
+            for name, value in zip(names, rows[-1], strict=True):
+                self.writer.add_scalar(f"train/{name}", value, step)
+            self.writer.add_scalar("train/lr", self.pending[-1][1], step)
+            self.writer.add_scalar("train/samples_per_s", rate, step)
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        self.pending.clear()
+        return loss
+
+    def examples(self, step: int, batch: Batch, out: ModelOutput) -> None:
+        """The example image (and video, with moviepy) of a batch and the model's outputs."""
+        self.writer.add_image("examples/mix_v1_v2_outputs", example_grid(batch, out), step)
+        if importlib.util.find_spec("moviepy") is not None:
+            self.writer.add_video("examples/video", example_video(batch, out), step, fps=8)
+
+    def validation(self, step: int, terms: dict[str, float]) -> None:
+        """One validation's mean terms: TensorBoard and a line of val.jsonl."""
+        for name, value in terms.items():
+            self.writer.add_scalar(f"val/{name}", value, step)
+        with open(self.run.val, "a") as f:
+            f.write(json.dumps({"step": step, **terms}) + "\n")
+
+    def samples_per_s(self, step: int) -> float | None:
+        """Training rate of this call after its first step (None when it ran only one)."""
+        timed = step - self.start_step - 1
+        if timed <= 0 or self.t_first is None:
+            return None
+        return timed * self.batch / (synced_time(self.d.device) - self.t_first)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()

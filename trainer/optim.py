@@ -1,0 +1,32 @@
+"""The optimiser and its learning-rate schedule (paper section 4).
+
+SGD with momentum and a step schedule: the learning rate is multiplied by ``gamma`` at each of
+``milestones`` (the paper: 0.5, divided by 10 after 80k, 100k and 120k iterations). Adam is offered
+for small CPU runs (``trainer.config.tiny``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trainer.config import OptimConfig
+
+
+def make_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper) or Adam (small runs, see ``trainer.config.tiny``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(
+    cfg: OptimConfig, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The step schedule, stepped once per optimiser step."""
+    return torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
+    )
