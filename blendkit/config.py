@@ -8,14 +8,15 @@ default.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from blendkit import codec
+from blendkit.limits import Limits
 from blendkit.superpixels import SuperpixelConfig
-from blendkit.typed_config import ConfigError, from_dict
+from blendkit.typed_config import ConfigError, from_dict, read_json_object, require
 
 __all__ = ["ConfigError", "ShardConfig", "from_dict"]
 
@@ -58,6 +59,7 @@ class ShardConfig:
     # from 68 to 45 ms at CRF 10, for 0.25 dB less and the same size (bench proxies, 6 clips).
     x264_params: str = "trellis=0"
     superpixels: SuperpixelConfig = field(default_factory=SuperpixelConfig)
+    limits: Limits = field(default_factory=Limits)  # caps on one input (blendkit.limits)
 
     def __post_init__(self) -> None:
         if self.blend not in ("transparent", "occlusion", "both"):
@@ -73,6 +75,8 @@ class ShardConfig:
             raise ConfigError(f"engine: {self.engine!r} is not local or ray")
         if self.audio_codec not in ("aac", "flac"):
             raise ConfigError(f"audio_codec: {self.audio_codec!r} is not aac or flac")
+        for name in ("fps", "min_mix_psnr"):  # NaN would pass the checks below; inf is no rate
+            require(math.isfinite(getattr(self, name)), name, "must be a finite number")
         if self.fps <= 0:
             raise ConfigError(f"fps: must be positive, got {self.fps}")
         try:
@@ -104,4 +108,4 @@ class ShardConfig:
 
     @classmethod
     def load(cls, path: Path) -> ShardConfig:
-        return from_dict(cls, json.loads(Path(path).read_text()))
+        return from_dict(cls, read_json_object(path))

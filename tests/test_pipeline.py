@@ -287,7 +287,9 @@ def test_interrupted_shard_leaves_nothing_that_looks_complete(dataset, made, tmp
     with pytest.raises(KeyboardInterrupt):
         make_shards(_cfg(dataset, out), progress=False)
     assert sorted(p.name for p in out.iterdir()) == [
+        ".blendkit.lock",
         "config.json",
+        "inputs.json",
         "made_with.json",
         "shard-000000.json",
         "shard-000000.tar",
