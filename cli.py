@@ -15,6 +15,7 @@ import typer
 from tqdm import tqdm
 
 from blendkit.cli_support import USER_ERRORS, fail
+from blendkit.limits import Limits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 
@@ -62,10 +63,18 @@ def make_shards_cmd(
     n_segments: int | None = typer.Option(None, help="SLIC superpixels per clip."),
     config: Path | None = typer.Option(None, help="JSON ShardConfig; options given here win."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    # caps on one input (blendkit/limits.py): a source over a cap is skipped with the reason
+    max_pixels: int | None = typer.Option(
+        None,
+        help=f"Skip videos whose frames (stored or resized) exceed this [{Limits.max_pixels}].",
+    ),
+    max_frames: int | None = typer.Option(
+        None, help=f"Skip videos needing more packets demuxed for a clip [{Limits.max_frames}]."
+    ),
 ) -> None:
     """Decode videos, cut clips, blend pairs and write WebDataset shards."""
     from blendkit.config import ConfigError, ShardConfig, from_dict
-    from blendkit.pipeline import make_shards
+    from blendkit.typed_config import read_json_object
 
     options = dict(
         source=str(source),
@@ -92,15 +101,30 @@ def make_shards_cmd(
         x264_params=x264_params,
     )
     try:
-        base = json.loads(config.read_text()) if config else {}
+        base = read_json_object(config) if config else {}
         if n_segments is not None:
-            base.setdefault("superpixels", {})["n_segments"] = n_segments
+            _section(base, "superpixels")["n_segments"] = n_segments
+        for name, value in (("max_pixels", max_pixels), ("max_frames", max_frames)):
+            if value is not None:
+                _section(base, "limits")[name] = value
         given = {k: v for k, v in options.items() if k not in base or _given(ctx, k)}
         cfg = from_dict(ShardConfig, {**base, **given})
+        from blendkit.pipeline import make_shards  # after the config: its imports take seconds
+
         summary = make_shards(cfg, progress=not quiet, on_skip=_warn_skip)
     except (ConfigError, *USER_ERRORS) as e:
         fail(str(e))
     typer.echo(json.dumps(dataclasses.asdict(summary), indent=1))
+
+
+def _section(base: dict, name: str) -> dict:
+    """Section ``name`` of a config dict, created if absent (``ConfigError`` if not a mapping)."""
+    from blendkit.config import ConfigError
+
+    section = base.setdefault(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}")
+    return section
 
 
 @app.command("inspect")

@@ -122,10 +122,12 @@ def remove_temporaries(names: Iterable[str], remove: Callable[[str], None]) -> i
 def claim_local(root: Path) -> Iterator[list[str]]:
     """Hold local folder ``root`` for one run: refuse a folder that is not blendkit's, create it,
     lock it, and delete blendkit's temporaries (on entry, and on exit: those of tasks that died
-    and were retried). Yields the names in the folder once cleaned."""
+    and were retried). Yields the names in the folder once cleaned. A folder this run created
+    and left holding nothing but the lock (it failed before writing anything) is removed."""
     if root.exists() and not root.is_dir():
         raise OutFolderError(f"{root}: exists and is not a folder")
-    names = os.listdir(root) if root.is_dir() else []
+    created = not root.exists()
+    names = os.listdir(root) if not created else []
     check_ours(str(root), names, lambda n: _read(root / n))
     root.mkdir(parents=True, exist_ok=True)
 
@@ -138,6 +140,9 @@ def claim_local(root: Path) -> Iterator[list[str]]:
             yield sorted(os.listdir(root))
         finally:
             remove_temporaries(os.listdir(root), unlink)
+            if created and os.listdir(root) == [LOCK_NAME]:
+                unlink(LOCK_NAME)
+                root.rmdir()
 
 
 def _read(path: Path) -> str | None:
