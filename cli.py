@@ -73,8 +73,7 @@ def make_shards_cmd(
     ),
 ) -> None:
     """Decode videos, cut clips, blend pairs and write WebDataset shards."""
-    from blendkit.config import ConfigError, ShardConfig, from_dict
-    from blendkit.typed_config import read_json_object
+    from blendkit.config import ConfigError
 
     options = dict(
         source=str(source),
@@ -100,15 +99,10 @@ def make_shards_cmd(
         tune=None if tune == "none" else tune,
         x264_params=x264_params,
     )
+    sections = {"superpixels": {"n_segments": n_segments},
+                "limits": {"max_pixels": max_pixels, "max_frames": max_frames}}  # fmt: skip
     try:
-        base = read_json_object(config) if config else {}
-        if n_segments is not None:
-            _section(base, "superpixels")["n_segments"] = n_segments
-        for name, value in (("max_pixels", max_pixels), ("max_frames", max_frames)):
-            if value is not None:
-                _section(base, "limits")[name] = value
-        given = {k: v for k, v in options.items() if k not in base or _given(ctx, k)}
-        cfg = from_dict(ShardConfig, {**base, **given})
+        cfg = _shard_config(ctx, config, options, sections)
         from blendkit.pipeline import make_shards  # after the config: its imports take seconds
 
         summary = make_shards(cfg, progress=not quiet, on_skip=_warn_skip)
@@ -117,14 +111,22 @@ def make_shards_cmd(
     typer.echo(json.dumps(dataclasses.asdict(summary), indent=1))
 
 
-def _section(base: dict, name: str) -> dict:
-    """Section ``name`` of a config dict, created if absent (``ConfigError`` if not a mapping)."""
-    from blendkit.config import ConfigError
+def _shard_config(ctx: typer.Context, config: Path | None, options: dict, sections: dict):
+    """The ShardConfig of the ``--config`` file, with the options given on the command line (and
+    the section fields of ``sections`` that are not None) over it."""
+    from blendkit.config import ConfigError, ShardConfig, from_dict
+    from blendkit.typed_config import read_json_object
 
-    section = base.setdefault(name, {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}")
-    return section
+    base = read_json_object(config) if config else {}
+    for name, fields in sections.items():
+        given = {k: v for k, v in fields.items() if v is not None}
+        if given:
+            section = base.setdefault(name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}")
+            section.update(given)
+    given = {k: v for k, v in options.items() if k not in base or _given(ctx, k)}
+    return from_dict(ShardConfig, {**base, **given})
 
 
 @app.command("inspect")

@@ -437,6 +437,9 @@ def test_pixel_cap_also_bounds_the_resized_frame(tmp_path, media):
     path, _ = media("cap.mp4", n_frames=25, width=64, height=48)
     small = Limits(max_pixels=64 * 48)
     assert probe(path, small, short_side=48).width == 64  # 64x48 stays 64x48
+    for call in (probe, VideoDecoder):  # the size the header declares
+        with pytest.raises(DecodeError, match="^frame size 64x48 is over the cap of 3071 pixels"):
+            call(path, limits=Limits(max_pixels=64 * 48 - 1))
     with pytest.raises(DecodeError, match="resized to 85x64 is over the cap of 3072"):
         probe(path, small, short_side=64)
     with VideoDecoder(path, limits=small) as dec:
