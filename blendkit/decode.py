@@ -71,6 +71,15 @@ class DecodeError(Exception):
     """A file cannot be decoded as asked; the message is a one-line reason."""
 
 
+def one_line_reason(e: BaseException) -> str:
+    """Why ``e`` happened, in one line: a ``DecodeError``'s message, else the exception's type and
+    the first line of its message."""
+    if isinstance(e, DecodeError):
+        return str(e)
+    first = (str(e).splitlines() or [""])[0][:200]
+    return f"{type(e).__name__}: {first}"
+
+
 @contextmanager
 def _reasons() -> Iterator[None]:
     """Turn any failure while reading one file into ``DecodeError`` with a one-line reason: the
@@ -80,8 +89,7 @@ def _reasons() -> Iterator[None]:
     except DecodeError:
         raise
     except Exception as e:  # noqa: BLE001 - one bad file must never end a run
-        first = (str(e).splitlines() or [""])[0][:200]
-        raise DecodeError(f"cannot decode: {type(e).__name__}: {first}") from e
+        raise DecodeError(f"cannot decode: {one_line_reason(e)}") from e
 
 
 def resized_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:

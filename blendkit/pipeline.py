@@ -53,7 +53,7 @@ from tqdm import tqdm
 
 from blendkit import codec, resume
 from blendkit.config import ConfigError, ShardConfig
-from blendkit.decode import DecodeError, probe
+from blendkit.decode import one_line_reason, probe
 from blendkit.engines import Engine, make_engine
 from blendkit.kinetics import DUPLICATE, Skip, VideoItem, index_source
 from blendkit.limits import DEFAULT_LIMITS, Limits
@@ -102,19 +102,11 @@ def probe_item(
     try:
         info = probe(item.path, limits, short_side)
     except Exception as e:  # noqa: BLE001 - one bad input is a skip, never the end of the run
-        return Skip(item.youtube_id, item.rel, _reason(e))
+        return Skip(item.youtube_id, item.rel, one_line_reason(e))
     if info.duration_s < clip_seconds:
         reason = f"too short: {info.duration_s:.2f} s < {clip_seconds:.2f} s clip"
         return Skip(item.youtube_id, item.rel, reason)
     return Source(item, info)
-
-
-def _reason(e: BaseException) -> str:
-    """One line saying why an input or sample failed."""
-    if isinstance(e, DecodeError):
-        return str(e)
-    first = (str(e).splitlines() or [""])[0][:200]
-    return f"{type(e).__name__}: {first}"
 
 
 def _probe_chunk(args) -> tuple[int, list[Source | Skip]]:
@@ -161,7 +153,7 @@ def make_shard(index: int, start: int, stop: int) -> tuple[int, dict, dict[str, 
                 try:
                     result = make_sample(i, clips, cfg)
                 except Exception as e:  # noqa: BLE001 - one bad sample never ends the run
-                    failed.append({"index": i, "reason": _reason(e)})
+                    failed.append({"index": i, "reason": one_line_reason(e)})
                     continue
                 finally:
                     clips.done(i)
@@ -222,7 +214,7 @@ def check_encoders(cfg: ShardConfig) -> None:
     for names, check in checks.items():
         error, printed = _quietly(check)
         if error is not None:
-            reason = " ".join(printed.split()) or _reason(error)
+            reason = " ".join(printed.split()) or one_line_reason(error)
             raise ConfigError(f"{names}: the encoder refuses them: {reason[:300]}")
 
 
