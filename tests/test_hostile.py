@@ -96,6 +96,7 @@ class Workspace:
 
     root: Path
     media: dict[str, Path]
+    OUTPUTS = ("out", "out2")  # the folders commands may write (a trainer case adds its run)
 
     def __post_init__(self) -> None:
         for name in ("src", "cwd", "home", "tmp"):
@@ -140,6 +141,7 @@ class Step:
     args: Args
     code: int = 0
     says: tuple[str, ...] = ()
+    program: str = "cli"  # the module run with python -m (trainer.cli, trainer.eval_cli, ...)
     before: Callable[[Workspace], None] | None = None
     redo: tuple[str, ...] = ()  # output files this step may rewrite (shards redone)
     hold_lock: bool = False  # the test holds the output folder's lock meanwhile
@@ -161,7 +163,7 @@ class Result:
     stderr: str
 
 
-def run_cli(ws: Workspace, args: list[str]) -> Result:
+def run_cli(ws: Workspace, args: list[str], program: str = "cli") -> Result:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(ws.root / "home"),
@@ -170,7 +172,7 @@ def run_cli(ws: Workspace, args: list[str]) -> Result:
         "LANG": "C.UTF-8",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", program, *args],
         cwd=ws.root / "cwd",
         env=env,
         capture_output=True,
@@ -196,14 +198,14 @@ def snapshot(folder: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
 
 
 def check_step(ws: Workspace, step: Step, args: list[str]) -> Result:
-    outs = (ws.out, ws.out2)
+    outs = tuple(ws.root / name for name in ws.OUTPUTS)
     outside, inside = snapshot(ws.root, outs), {o: snapshot(o) for o in outs if o.is_dir()}
     if step.hold_lock:
         ws.out.mkdir(exist_ok=True)
         with locked(ws.out):
-            result = run_cli(ws, args)
+            result = run_cli(ws, args, step.program)
     else:
-        result = run_cli(ws, args)
+        result = run_cli(ws, args, step.program)
     where = (
         f"{' '.join(args[:2])} -> {result.code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
     )
