@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,18 +42,27 @@ from typing import Any
 from blendkit.config import ConfigError, ShardConfig, from_dict
 from blendkit.kinetics import VideoItem
 from blendkit.storage import FsspecStore, LocalStore
+from blendkit.writer import SHARD_PATTERN
 
 Store = LocalStore | FsspecStore
 
 RECORD_NAME = "inputs.json"
 RECORD_VERSION = 1
 COLUMNS = ("path", "youtube_id", "label", "split", "size", "mtime_ns", "usable")
-_SHARD_TAR = re.compile(r"shard-\d{6}\.tar")
 
 
 def has_shards(names: Iterable[str]) -> bool:
     """Whether a folder holding ``names`` holds a finished shard (its tar)."""
-    return any(_SHARD_TAR.fullmatch(n) for n in names)
+    return any(_is_shard_tar(n) for n in names)
+
+
+def _is_shard_tar(name: str) -> bool:
+    index = name.removesuffix(".tar").rpartition("-")[2]
+    return name.endswith(".tar") and index.isdigit() and name == _shard_tar(int(index))
+
+
+def _shard_tar(index: int) -> str:
+    return f"{SHARD_PATTERN.format(index)}.tar"
 
 
 @dataclass
