@@ -15,6 +15,7 @@ import typer
 from tqdm import tqdm
 
 from blendkit.cli_support import USER_ERRORS, fail
+from blendkit.limits import Limits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 
@@ -62,11 +63,17 @@ def make_shards_cmd(
     n_segments: int | None = typer.Option(None, help="SLIC superpixels per clip."),
     config: Path | None = typer.Option(None, help="JSON ShardConfig; options given here win."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    # caps on one input (blendkit/limits.py): a source over a cap is skipped with the reason
+    max_pixels: int | None = typer.Option(
+        None,
+        help=f"Skip videos whose frames (stored or resized) exceed this [{Limits.max_pixels}].",
+    ),
+    max_frames: int | None = typer.Option(
+        None, help=f"Skip videos needing more packets demuxed for a clip [{Limits.max_frames}]."
+    ),
 ) -> None:
     """Decode videos, cut clips, blend pairs and write WebDataset shards."""
-    from blendkit.pipeline import make_shards
-    from blendkit.shard_config import ShardConfig
-    from blendkit.typed_config import ConfigError, from_dict
+    from blendkit.typed_config import ConfigError
 
     options = dict(
         source=str(source),
@@ -92,16 +99,34 @@ def make_shards_cmd(
         tune=None if tune == "none" else tune,
         x264_params=x264_params,
     )
+    sections = {"superpixels": {"n_segments": n_segments},
+                "limits": {"max_pixels": max_pixels, "max_frames": max_frames}}  # fmt: skip
     try:
-        base = json.loads(config.read_text()) if config else {}
-        if n_segments is not None:
-            base.setdefault("superpixels", {})["n_segments"] = n_segments
-        given = {k: v for k, v in options.items() if k not in base or _given(ctx, k)}
-        cfg = from_dict(ShardConfig, {**base, **given})
+        cfg = _shard_config(ctx, config, options, sections)
+        from blendkit.pipeline import make_shards  # after the config: its imports take seconds
+
         summary = make_shards(cfg, progress=not quiet, on_skip=_warn_skip)
     except (ConfigError, *USER_ERRORS) as e:
         fail(str(e))
     typer.echo(json.dumps(dataclasses.asdict(summary), indent=1))
+
+
+def _shard_config(ctx: typer.Context, config: Path | None, options: dict, sections: dict):
+    """The ShardConfig of the ``--config`` file, with the options given on the command line (and
+    the section fields of ``sections`` that are not None) over it."""
+    from blendkit.shard_config import ShardConfig
+    from blendkit.typed_config import ConfigError, from_dict, read_json_object
+
+    base = read_json_object(config) if config else {}
+    for name, fields in sections.items():
+        given = {k: v for k, v in fields.items() if v is not None}
+        if given:
+            section = base.setdefault(name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{name}: expected a mapping, got {type(section).__name__}")
+            section.update(given)
+    given = {k: v for k, v in options.items() if k not in base or _given(ctx, k)}
+    return from_dict(ShardConfig, {**base, **given})
 
 
 @app.command("inspect")

@@ -26,6 +26,8 @@ import deflate
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from blendkit.limits import DEFAULT_LIMITS
+
 VIDEO_CODEC = "libx264"
 PIX_FMT = "yuv444p"
 
@@ -253,7 +255,7 @@ _NPY_HEADER_READERS = {
 }
 
 
-def decode_alpha(data: bytes) -> np.ndarray:
+def decode_alpha(data: bytes, max_bytes: int = DEFAULT_LIMITS.max_alpha_bytes) -> np.ndarray:
     """npz bytes -> (T, H, W) float32 alpha: ``np.load(...)["alpha"]``, the same values, dtype,
     shape and order, checked against the zip's CRC-32 as ``np.load`` does.
 
@@ -264,15 +266,50 @@ def decode_alpha(data: bytes) -> np.ndarray:
     (one core, with the loader workers' malloc settings; 2.7 and 2.5 ms without, mostly page
     faults on the fresh 4 MB). Any other npz (another member or compression, an object dtype,
     ...) goes through ``np.load``.
+
+    An alpha that would inflate to more than ``max_bytes`` (``limits.max_alpha_bytes``) raises
+    ``ValueError`` before anything is inflated: the sizes the zip and the ``.npy`` header declare
+    are checked first (a zip bomb of a few KB can declare gigabytes), and neither inflater writes
+    past a declared size.
     """
-    alpha = _inflate_one_npy(data, "alpha.npy")
+    alpha = _inflate_one_npy(data, "alpha.npy", max_bytes)
     if alpha is None:
+        _check_npy_size(data, "alpha.npy", max_bytes)
         with np.load(io.BytesIO(data)) as npz:
             alpha = npz["alpha"]
     return alpha
 
 
-def _inflate_one_npy(data: bytes, name: str) -> np.ndarray | None:
+def _too_large(name: str, size: int, max_bytes: int) -> ValueError:
+    return ValueError(
+        f"{name} inflates to {size} bytes, over the cap of {max_bytes} (limits.max_alpha_bytes)"
+    )
+
+
+def _check_npy_size(data: bytes, name: str, max_bytes: int) -> None:
+    """Raise ``ValueError`` if member ``name`` of an npz declares more than ``max_bytes``, in the
+    zip or in its ``.npy`` header (``np.load`` allocates the header's shape before reading)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        try:
+            info = archive.getinfo(name)
+        except KeyError:
+            return  # np.load says what is missing
+        if info.file_size > max_bytes:
+            raise _too_large(name, info.file_size, max_bytes)
+        with archive.open(info) as member:  # inflates the header only
+            try:
+                version = np.lib.format.read_magic(member)
+            except ValueError:
+                return  # not a .npy: np.load says so
+            if version not in _NPY_HEADER_READERS:  # blendkit writes 1.0
+                raise ValueError(f"{name}: .npy version {version} is not read here")
+            shape, _, dtype = _NPY_HEADER_READERS[version](member)
+    size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if size > max_bytes:
+        raise _too_large(name, size, max_bytes)
+
+
+def _inflate_one_npy(data: bytes, name: str, max_bytes: int) -> np.ndarray | None:
     """The array of an npz holding just ``name``, deflated; None for any other layout."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         members = archive.infolist()
@@ -284,6 +321,8 @@ def _inflate_one_npy(data: bytes, name: str) -> np.ndarray | None:
         return None
     if data[offset : offset + 4] != b"PK\x03\x04":
         return None
+    if info.file_size > max_bytes:  # libdeflate allocates the declared size up front
+        raise _too_large(name, info.file_size, max_bytes)
     name_len, extra_len = struct.unpack_from("<HH", data, offset + 26)
     start = offset + 30 + name_len + extra_len
     raw = deflate.deflate_decompress(

@@ -28,6 +28,12 @@ chose:
 * Resizing. Conversion to RGB and resizing happen in one swscale call through one reused
   ``VideoReformatter`` with area interpolation (2.5-3x faster than ``to_ndarray`` followed by
   ``cv2.resize``); only frames that are actually output are converted, each once.
+* Caps (``blendkit.limits``). A file whose frames (as stored, or once resized) have more than
+  ``limits.max_pixels`` pixels is refused from its header when it declares its size, else by the
+  decoder itself before the frame is allocated (FFmpeg's ``max_pixels`` option); cutting a clip
+  or an audio window demuxes at most ``limits.max_frames`` packets. Any failure on a file's data
+  (a codec FFmpeg has no decoder for, an exception of PyAV or numpy) raises ``DecodeError`` with
+  a one-line reason, so a caller can skip that file and go on.
 * Audio. ``audio`` returns mono float32 at the requested rate, resampled and downmixed by
   ``av.AudioResampler`` (libswresample's standard matrix, so a 5.1 centre channel is mixed in,
   LFE is not). Up to ``MAX_AUDIO_PAD_S`` of missing samples at either edge of the window are
@@ -40,6 +46,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import chain
@@ -48,6 +55,8 @@ from pathlib import Path
 import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
+
+from blendkit.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,57 @@ SKIP_MARGIN_S = 0.5  # non-reference pictures earlier than this before a window 
 
 class DecodeError(Exception):
     """A file cannot be decoded as asked; the message is a one-line reason."""
+
+
+def one_line_reason(e: BaseException) -> str:
+    """Why ``e`` happened, in one line: a ``DecodeError``'s message, else the exception's type and
+    the first line of its message."""
+    if isinstance(e, DecodeError):
+        return str(e)
+    first = (str(e).splitlines() or [""])[0][:200]
+    return f"{type(e).__name__}: {first}"
+
+
+@contextmanager
+def _reasons() -> Iterator[None]:
+    """Turn any failure while reading one file into ``DecodeError`` with a one-line reason: the
+    caller skips that file, whatever PyAV, FFmpeg or numpy raised."""
+    try:
+        yield
+    except DecodeError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one bad file must never end a run
+        raise DecodeError(f"cannot decode: {one_line_reason(e)}") from e
+
+
+def resized_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
+    """(height, width) of a frame resized so that its shorter side has ``short_side`` pixels
+    (aspect kept, the other side rounded half up); ``None`` keeps the size."""
+    if short_side is None:
+        return height, width
+    if short_side <= 0:
+        raise ValueError(f"short_side must be positive, got {short_side}")
+    if height <= width:
+        return short_side, max(1, math.floor(width * short_side / height + 0.5))
+    return max(1, math.floor(height * short_side / width + 0.5)), short_side
+
+
+def check_frame_size(
+    width: int, height: int, short_side: int | None, limits: Limits = DEFAULT_LIMITS
+) -> None:
+    """Raise ``DecodeError`` if a frame of this size, or resized to ``short_side``, has more than
+    ``limits.max_pixels`` pixels."""
+    cap = limits.max_pixels
+    if width * height > cap:
+        raise DecodeError(
+            f"frame size {width}x{height} is over the cap of {cap} pixels (limits.max_pixels)"
+        )
+    out_h, out_w = resized_size(width, height, short_side)
+    if out_w * out_h > cap:
+        raise DecodeError(
+            f"frame size {width}x{height} resized to {out_w}x{out_h} is over the cap of {cap} "
+            "pixels (limits.max_pixels)"
+        )
 
 
 @dataclass(frozen=True)
@@ -81,22 +141,32 @@ def pts_to_seconds(pts: int, time_base: Fraction) -> float:
     return float(pts * time_base)
 
 
-def probe(path: str | os.PathLike) -> ProbeInfo:
-    """Open ``path`` and read its stream metadata; raises ``DecodeError`` if unusable."""
-    with _open(path) as container:
-        return _probe(container)[0]
+def probe(
+    path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS, short_side: int | None = None
+) -> ProbeInfo:
+    """Open ``path`` and read its stream metadata; raises ``DecodeError`` if unusable, or if its
+    frames (resized to ``short_side`` when given) are over ``limits.max_pixels``."""
+    with _reasons(), _open(path, limits) as container:
+        info = _probe(container, limits)[0]
+        check_frame_size(info.width, info.height, short_side, limits)
+        return info
 
 
 class VideoDecoder:
     """Decode clips and audio windows of one file, addressed in seconds.
 
     ``threads`` sets the video codec's thread count: 1 (default) suits one decoding process per
-    core; 0 lets FFmpeg pick and enables frame and slice threads.
+    core; 0 lets FFmpeg pick and enables frame and slice threads. ``limits`` caps the pixels of a
+    frame and the packets demuxed for one clip (see "Caps").
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1) -> None:
+    def __init__(
+        self, path: str | os.PathLike, threads: int = 1, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self.path = Path(path)
         self.threads = threads
+        self.limits = limits
+        self._packets_left = limits.max_frames  # see _decoded
         self._reformatter = VideoReformatter()
         self._container_used = False
         self._audio_container: av.container.InputContainer | None = None
@@ -105,13 +175,15 @@ class VideoDecoder:
         self._skip_before_pts: int | None = None  # see _decoded
         self._sent_while_skipping: set[int] = set()
         self._seen_pts: set[int | None] = set()
-        self._container = _open(self.path)
+        self._container = None
         try:
-            self.info, scanned = _probe(self._container)
-            if scanned:  # probing read packets: start over from a freshly opened file
-                self._container.close()
-                self._container = None
-            self._reset()
+            with _reasons():
+                self._container = _open(self.path, limits)
+                self.info, scanned = _probe(self._container, limits)
+                if scanned:  # probing read packets: start over from a freshly opened file
+                    self._container.close()
+                    self._container = None
+                self._reset()
         except BaseException:
             self.close()
             raise
@@ -144,10 +216,16 @@ class VideoDecoder:
             raise ValueError(f"bad clip request start_s={start_s} n={n} fps={fps}")
         if self._container is None:
             raise ValueError("decoder is closed")
-        out_h, out_w = self._out_size(short_side)
+        with _reasons():
+            return self._frames(start_s, n, fps, short_side)
+
+    def _frames(self, start_s: float, n: int, fps: float, short_side: int | None) -> np.ndarray:
+        check_frame_size(self._first.width, self._first.height, short_side, self.limits)
+        out_h, out_w = resized_size(self._first.width, self._first.height, short_side)
         out = np.empty((n, out_h, out_w, 3), np.uint8)  # (T, H, W, 3)
         if n == 0:
             return out
+        self._packets_left = self.limits.max_frames
         targets = start_s + np.arange(n) / fps
         skip_until = start_s - SKIP_MARGIN_S
         first_t = self._fill(out, targets, skip_until if skip_until > 0 else None)
@@ -205,16 +283,6 @@ class VideoDecoder:
         missing = self._sent_while_skipping - self._seen_pts
         return [pts_to_seconds(p - self._origin_pts, self._tb) for p in missing]
 
-    def _out_size(self, short_side: int | None) -> tuple[int, int]:
-        w, h = self._first.width, self._first.height
-        if short_side is None:
-            return h, w
-        if short_side <= 0:
-            raise ValueError(f"short_side must be positive, got {short_side}")
-        if h <= w:
-            return short_side, max(1, math.floor(w * short_side / h + 0.5))
-        return max(1, math.floor(h * short_side / w + 0.5)), short_side
-
     def _emit(self, out, k, frame, written, out_w, out_h):
         """Write ``frame`` into ``out[k]``, converting it only if it is not already there."""
         if written is not None and written[0] is frame:
@@ -245,12 +313,13 @@ class VideoDecoder:
         if self._container is None or self._container_used:
             if self._container is not None:
                 self._container.close()
-            self._container = _open(self.path)
+            self._container = _open(self.path, self.limits)
         self._container_used = True
         if not self._container.streams.video:
             raise DecodeError("no video stream")
         self._stream = self._container.streams.video[0]
-        cc = self._stream.codec_context
+        cc = _video_codec(self._stream)
+        cc.options = _decoder_options(self.limits)  # read when the decoder opens
         cc.thread_count = self.threads  # PyAV's default, 0, would start one thread per core
         if self.threads != 1:
             cc.thread_type = "AUTO"  # frame and slice threads
@@ -268,8 +337,12 @@ class VideoDecoder:
         """Decoded frames of the video stream from the container's current position; skips
         non-reference pictures while packets are before ``_skip_before_pts`` (see ``_fill``)."""
         cc = self._stream.codec_context
+        cap = self.limits.max_pixels
         try:
             for packet in self._container.demux(self._stream):
+                self._packets_left -= 1
+                if self._packets_left < 0:
+                    raise DecodeError(_over_frames(self.limits))
                 if packet.size == 0 and packet.pts is not None:
                     continue  # an empty packet ("repeat the last frame" in Ogg/Theora), not EOF
                 skipping = self._skip_before_pts is not None and (
@@ -284,10 +357,17 @@ class VideoDecoder:
                     self._sent_while_skipping.add(packet.pts)
                 try:
                     for frame in packet.decode():
+                        if frame.width * frame.height > cap:  # FFmpeg's own check missed it
+                            check_frame_size(frame.width, frame.height, None, self.limits)
                         self._seen_pts.add(frame.pts)
                         yield frame
                 except av.error.InvalidDataError as e:  # a damaged packet: skip it
                     log.debug("%s: skipping undecodable packet: %s", self.path, e)
+                except av.error.ArgumentError as e:  # how the decoder refuses a frame > cap
+                    raise DecodeError(
+                        f"the decoder refuses a frame ({e}); frames over {cap} pixels "
+                        "(limits.max_pixels) are refused this way"
+                    ) from e
         except av.error.FFmpegError as e:  # demuxing failed (e.g. a cut file): stream ends
             log.debug("%s: demuxing stopped: %s", self.path, e)
 
@@ -324,6 +404,10 @@ class VideoDecoder:
             raise DecodeError("no audio stream")
         if duration_s < 0 or rate <= 0 or start_s < 0:
             raise ValueError(f"bad audio request start_s={start_s} duration_s={duration_s}")
+        with _reasons():
+            return self._audio(start_s, duration_s, rate)
+
+    def _audio(self, start_s: float, duration_s: float, rate: int) -> np.ndarray:
         n = round(duration_s * rate)
         seek = start_s >= AUDIO_PREROLL_S + FRESH_DECODE_S
         got = self._audio_from(start_s, start_s + duration_s, rate, seek)
@@ -355,7 +439,7 @@ class VideoDecoder:
         if container is None or not seek:  # a used container: reopen to read from the start
             if container is not None:
                 container.close()
-            container = self._audio_container = _open(self.path)
+            container = self._audio_container = _open(self.path, self.limits)
         stream = container.streams.audio[0]
         tb = stream.time_base
         if seek:
@@ -365,8 +449,12 @@ class VideoDecoder:
         chunks: list[np.ndarray] = []
         first_s = None
         total = 0
+        packets_left = self.limits.max_frames
         try:
             for packet in container.demux(stream):
+                packets_left -= 1
+                if packets_left < 0:
+                    raise DecodeError(_over_frames(self.limits, "audio "))
                 try:
                     frames = packet.decode()
                 except av.error.InvalidDataError as e:
@@ -398,7 +486,24 @@ def _frame_pts(frame: av.frame.Frame) -> int:
     return pts
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
+def _over_frames(limits: Limits, what: str = "") -> str:
+    return f"over {limits.max_frames} {what}packets to demux (limits.max_frames)"
+
+
+def _decoder_options(limits: Limits) -> dict[str, str]:
+    """Codec options of every decoder we open: FFmpeg refuses a frame over ``max_pixels`` before
+    allocating it."""
+    return {"max_pixels": str(limits.max_pixels)}
+
+
+def _video_codec(video: av.video.stream.VideoStream) -> av.codec.context.CodecContext:
+    """The stream's codec context; ``DecodeError`` if FFmpeg has no decoder for its codec."""
+    if video.codec_context is None:
+        raise DecodeError("unknown video codec: FFmpeg has no decoder for it")
+    return video.codec_context
+
+
+def _open(path: str | os.PathLike, limits: Limits = DEFAULT_LIMITS) -> av.container.InputContainer:
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -407,22 +512,29 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
     if size == 0:
         raise DecodeError("zero-byte file")
     try:
-        return av.open(str(path), metadata_errors="ignore")
+        # the options reach the decoders that probing the streams opens
+        return av.open(str(path), metadata_errors="ignore", options=_decoder_options(limits))
     except av.error.FFmpegError as e:
         raise DecodeError(f"cannot open: {e.strerror or e}") from e
 
 
-def _probe(container: av.container.InputContainer) -> tuple[ProbeInfo, bool]:
+def _probe(
+    container: av.container.InputContainer, limits: Limits = DEFAULT_LIMITS
+) -> tuple[ProbeInfo, bool]:
     """Stream metadata, and whether finding the duration had to read packets."""
     if not container.streams.video:
         raise DecodeError("no video stream")
     video = container.streams.video[0]
-    cc = video.codec_context
-    if not cc.width or not cc.height:
-        raise DecodeError("cannot open: video stream has no frame size")
+    cc = _video_codec(video)
+    if not cc.width or not cc.height:  # FFmpeg could not tell without decoding a frame > cap
+        raise DecodeError(
+            "cannot open: video stream has no frame size (none declared, or frames over "
+            f"{limits.max_pixels} pixels: limits.max_pixels)"
+        )
+    check_frame_size(cc.width, cc.height, None, limits)
     rate = video.average_rate or video.guessed_rate
     audio = container.streams.audio[0] if container.streams.audio else None
-    duration_s, scanned = _duration_s(container, video)
+    duration_s, scanned = _duration_s(container, video, limits)
     info = ProbeInfo(
         duration_s=duration_s,
         width=cc.width,
@@ -437,7 +549,9 @@ def _probe(container: av.container.InputContainer) -> tuple[ProbeInfo, bool]:
 
 
 def _duration_s(
-    container: av.container.InputContainer, video: av.video.stream.VideoStream
+    container: av.container.InputContainer,
+    video: av.video.stream.VideoStream,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[float, bool]:
     """Duration from the video stream (its duration, else Matroska's per-stream DURATION tag),
     else the container (which may include a longer audio track), else the last packet's end;
@@ -451,7 +565,9 @@ def _duration_s(
         return container.duration / av.time_base, False
     # No metadata: demux (not decode) the packets and take the latest end time.
     start = end = None
-    for packet in container.demux(video):
+    for i, packet in enumerate(container.demux(video)):
+        if i >= limits.max_frames:
+            raise DecodeError(f"no duration in the headers and {_over_frames(limits)}")
         if packet.pts is None:
             continue
         start = packet.pts if start is None else min(start, packet.pts)

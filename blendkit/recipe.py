@@ -86,7 +86,7 @@ def cut_clip(source: Source, cfg: ShardConfig, rng: np.random.Generator, timer: 
     duration = source.info.duration_s
     latest = max(0.0, duration - cfg.clip_seconds)
     start = float(rng.uniform(0.0, latest)) if latest > 0 else 0.0
-    with timer("decode+resize"), VideoDecoder(source.item.path) as decoder:
+    with timer("decode+resize"), VideoDecoder(source.item.path, limits=cfg.limits) as decoder:
         frames = decoder.frames(start, cfg.frames, cfg.fps, cfg.short_side)
         audio = None
         if decoder.info.has_audio:

@@ -8,7 +8,7 @@ falls back to a default; ``__post_init__`` checks the values with ``typed_config
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,17 @@ from blendkit import codec
 from blendkit.engines import ENGINES
 from blendkit.format import blends
 from blendkit.format.meta import CHAIN, PAIRINGS
+from blendkit.limits import Limits
 from blendkit.superpixels import SuperpixelConfig
-from blendkit.typed_config import ConfigError, at_least, from_dict, one_of, positive, require
+from blendkit.typed_config import (
+    ConfigError,
+    at_least,
+    from_dict,
+    one_of,
+    positive,
+    read_json_object,
+    require,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ class ShardConfig:
     # from 68 to 45 ms at CRF 10, for 0.25 dB less and the same size (bench proxies, 6 clips).
     x264_params: str = "trellis=0"
     superpixels: SuperpixelConfig = field(default_factory=SuperpixelConfig)
+    limits: Limits = field(default_factory=Limits)  # caps on one input (blendkit.limits)
 
     def __post_init__(self) -> None:
         one_of(self, "blend", blends.BLEND_CHOICES)
@@ -69,6 +79,8 @@ class ShardConfig:
         one_of(self, "pairing", PAIRINGS)
         one_of(self, "engine", ENGINES)
         one_of(self, "audio_codec", codec.AUDIO_FORMATS)
+        for name in ("fps", "min_mix_psnr"):  # NaN and inf are no rate, no quality bar
+            require(math.isfinite(getattr(self, name)), name, "must be a finite number")
         positive(self, "fps")
         try:
             codec.check_x264_params(self.x264_params)
@@ -103,4 +115,4 @@ class ShardConfig:
 
     @classmethod
     def load(cls, path: Path) -> ShardConfig:
-        return from_dict(cls, json.loads(Path(path).read_text()))
+        return from_dict(cls, read_json_object(path))

@@ -4,7 +4,8 @@ and WebDataset ``pipe:`` commands.
 Writing (``make-shards --out``): :func:`open_store` gives a :class:`LocalStore` for a path or a
 ``file://`` URL and an :class:`FsspecStore` for any other fsspec URL. Both finish a shard the same
 way: sidecar first, tar last, each under a temporary name first, so a present ``shard-N.tar``
-always has its sidecar and a killed task leaves at most ``.*.tmp`` names that the next run deletes.
+always has its sidecar and a killed task leaves at most temporaries that the next run deletes.
+``claim`` holds ``out`` for one run (``outdir.py``: ownership check, lock, temporaries).
 
 - Local (and shared POSIX filesystems such as NFS or Lustre): ``os.replace`` is atomic.
 - Object stores: a shard is written to a local temporary folder on the worker, uploaded to a
@@ -28,15 +29,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from blendkit import outdir
 from blendkit.format.layout import fsspec_module as _fsspec
 from blendkit.format.layout import is_local, is_pipe, local_path, shard_name, sidecar_name
-from blendkit.writer import (
-    ShardWriter,
-    is_complete,
-    remove_temporaries,
-    shard_paths,
-    write_atomic,
-)
+from blendkit.writer import ShardWriter, is_complete, shard_paths, write_atomic
 
 
 class LocalStore:
@@ -46,14 +42,9 @@ class LocalStore:
         self.root = root
         self.url = str(root)
 
-    def prepare(self) -> None:
-        """Create the folder and delete what interrupted runs left."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(self.root)
-
-    def finish(self) -> None:
-        """Delete temporaries of tasks that died and were retried elsewhere."""
-        remove_temporaries(self.root)
+    def claim(self) -> contextlib.AbstractContextManager[list[str]]:
+        """Hold the folder for one run (``outdir.claim_local``); yields the names in it."""
+        return outdir.claim_local(self.root)
 
     def read_text(self, name: str) -> str | None:
         path = self.root / name
@@ -82,13 +73,23 @@ class FsspecStore:
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
 
-    def prepare(self) -> None:
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[list[str]]:
+        """The ownership check, the marker and the temporaries of ``outdir``, without a lock
+        (see there); yields the names in the folder."""
+        outdir.check_ours(self.url, self._names(), self.read_text)
         self.fs.makedirs(self.root, exist_ok=True)
-        self.finish()
+        self.fs.pipe_file(self._path(outdir.LOCK_NAME), outdir.holder().encode())
+        outdir.remove_temporaries(self._names(), lambda n: self.fs.rm_file(self._path(n)))
+        try:
+            yield sorted(self._names())
+        finally:
+            outdir.remove_temporaries(self._names(), lambda n: self.fs.rm_file(self._path(n)))
 
-    def finish(self) -> None:
-        for p in self.fs.glob(self._path(".*.tmp")):
-            self.fs.rm_file(p)
+    def _names(self) -> list[str]:
+        if not self.fs.isdir(self.root):
+            return []
+        return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)]
 
     def read_text(self, name: str) -> str | None:
         path = self._path(name)
@@ -96,7 +97,7 @@ class FsspecStore:
 
     def _publish(self, name: str, local: Path | None = None, data: bytes | None = None) -> None:
         """Upload to a temporary key, then move it to ``name``."""
-        tmp = self._path(f".{name}.{uuid.uuid4().hex}.tmp")
+        tmp = self._path(outdir.temporary_name(name, uuid.uuid4().hex))
         if local is not None:
             self.fs.put_file(str(local), tmp)
         else:

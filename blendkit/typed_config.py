@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -73,6 +74,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every comparison check, inf most
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -87,6 +90,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a (possibly partial) dict; missing keys take the defaults."""
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or cls.__name__
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = _hints(cls)
     for name in data:
         if name not in hints:
@@ -98,6 +104,24 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         raise ConfigError(f"{prefix}{e}") from None
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}: {e}") from None
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """The JSON object in the file ``path``; ``ConfigError`` naming the file if it cannot be read,
+    is not JSON (binary garbage included) or holds something else (a list, a number)."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, [[[[...
+        raise ConfigError(f"{path}: not a JSON config ({_first_line(e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
 _TRUE = {"true", "1", "yes", "on"}

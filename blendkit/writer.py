@@ -2,9 +2,9 @@
 
 A shard exists under its final name only once complete. The tar and the sidecar are written to
 temporary names in the same folder, flushed to disk, then renamed: sidecar first, tar last, so a
-present ``shard-N.tar`` always has its sidecar, and a crash or kill leaves at most ``*.tmp`` files
-that the next run removes. Tar headers carry a fixed mtime, owner and mode so the same samples give
-the same bytes.
+present ``shard-N.tar`` always has its sidecar, and a crash or kill leaves at most temporaries
+(``outdir.temporary_name``) that the next run removes. Tar headers carry a fixed mtime, owner and
+mode so the same samples give the same bytes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import webdataset as wds
 
 from blendkit.format.layout import shard_name, sidecar_name
 from blendkit.format.members import META, encode_meta
+from blendkit.outdir import temporary_name
 
 
 def shard_paths(out: Path, index: int) -> tuple[Path, Path]:
@@ -31,7 +32,7 @@ def is_complete(out: Path, index: int) -> bool:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(temporary_name(path.name))
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -39,20 +40,12 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def remove_temporaries(out: Path) -> int:
-    """Delete leftovers of interrupted runs; returns how many there were."""
-    leftovers = list(out.glob(".*.tmp"))
-    for p in leftovers:
-        p.unlink(missing_ok=True)
-    return len(leftovers)
-
-
 class ShardWriter:
     """``write(key, members, meta)`` then ``close(sidecar)``; nothing is visible until close."""
 
     def __init__(self, out: Path, index: int):
         self.tar_path, self.sidecar_path = shard_paths(out, index)
-        self._tmp = self.tar_path.with_name(f".{self.tar_path.name}.{os.getpid()}.tmp")
+        self._tmp = self.tar_path.with_name(temporary_name(self.tar_path.name))
         self._file = open(self._tmp, "wb")
         self._tar = wds.TarWriter(
             self._file, encoder=False, mtime=0.0, user="blendkit", group="blendkit"

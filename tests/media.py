@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zipfile
+import zlib
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -324,3 +328,95 @@ def make_without_duration(path: str | os.PathLike, fps: int = 25, n_frames: int 
     path = Path(path)
     path.write_bytes(sink.data.getvalue())
     return path
+
+
+# ----------------------------------------------------------------------------- hostile media
+# Small files that are expensive or impossible to decode; built from raw packets, so a test pays
+# neither the encoding of a huge frame nor the memory for it.
+
+
+@lru_cache(maxsize=4)
+def png_image(width: int, height: int) -> bytes:
+    """A black 8-bit grey PNG of ``width`` x ``height``: 16000x16000 (256 MB of pixels) is 250 KB
+    (deflated rows of zeros, written a block of rows at a time)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    deflater = zlib.compressobj(9)
+    rows = 256
+    block = b"\0" * ((width + 1) * rows)  # each row: filter byte 0, then the pixels
+    parts = [deflater.compress(block) for _ in range(height // rows)]
+    parts += [deflater.compress(b"\0" * ((width + 1) * (height % rows))), deflater.flush()]
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"".join(
+        [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header), chunk(b"IDAT", b"".join(parts)),
+         chunk(b"IEND", b"")]
+    )  # fmt: skip
+
+
+def make_png_video(
+    path: str | os.PathLike,
+    images: list[bytes],
+    time_base: Fraction = Fraction(1, 25),
+    declare: tuple[int, int] = (64, 48),
+) -> Path:
+    """A QuickTime file of PNG ``images`` (bytes of ``png_image``), image ``k`` at ``k *
+    time_base`` seconds; the container declares the frame size ``declare`` whatever the PNGs
+    hold (FFmpeg trusts the PNG once it decodes one)."""
+    path = Path(path)
+    with av.open(str(path), "w", format="mov") as out:
+        stream = out.add_stream("png", rate=25)
+        stream.width, stream.height = declare
+        stream.pix_fmt = "gray"
+        stream.time_base = time_base
+        for k, data in enumerate(images):
+            packet = av.Packet(data)
+            packet.stream = stream
+            packet.pts = packet.dts = k
+            packet.duration = 1
+            packet.time_base = time_base
+            out.mux(packet)
+    return path
+
+
+def make_unknown_codec(path: str | os.PathLike, n_frames: int = 25) -> Path:
+    """An AVI whose video stream names a codec FFmpeg does not know (FourCC ``ZZZZ``)."""
+    path = Path(path)
+    make_video(path.with_suffix(".tmp.avi"), codec="mpeg4", n_frames=n_frames)
+    data = path.with_suffix(".tmp.avi").read_bytes()
+    path.with_suffix(".tmp.avi").unlink()
+    path.write_bytes(data.replace(b"FMP4", b"ZZZZ"))
+    return path
+
+
+def make_corrupt(path: str | os.PathLike, source: str | os.PathLike, seed: int = 0) -> Path:
+    """A copy of the valid file ``source`` whose middle third is random bytes."""
+    data = bytearray(Path(source).read_bytes())
+    a, b = len(data) // 3, 2 * len(data) // 3
+    data[a:b] = np.random.default_rng(seed).integers(0, 256, b - a, np.uint8).tobytes()
+    path = Path(path)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def zip_bomb_npz(inflated_bytes: int, extra_member: bool = False) -> bytes:
+    """An npz whose ``alpha.npy`` (float32 zeros) inflates to ``inflated_bytes``: 256 MiB deflate
+    to ~260 KB. ``extra_member`` adds a second array, so readers take ``np.load``'s path."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (inflated_bytes // 4,)}
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("alpha.npy", "w", force_zip64=True) as member:
+            member.write(header.getvalue())
+            zeros = b"\0" * (1 << 20)
+            for _ in range(inflated_bytes // len(zeros)):
+                member.write(zeros)
+            member.write(b"\0" * (inflated_bytes % len(zeros)))
+        if extra_member:
+            archive.writestr("other.npy", b"")
+    return buf.getvalue()

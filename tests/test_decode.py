@@ -7,6 +7,7 @@ decoder shows at each output time.
 from __future__ import annotations
 
 import shutil
+import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from blendkit.decode import DecodeError, ProbeInfo, VideoDecoder, probe, pts_to_seconds
+from blendkit.limits import Limits
 from tests.media import (
     audio_signal,
     encoder_available,
@@ -22,10 +24,13 @@ from tests.media import (
     frame_times,
     make_audio_only,
     make_not_video,
+    make_png_video,
     make_truncated,
+    make_unknown_codec,
     make_video,
     make_without_duration,
     make_zero_byte,
+    png_image,
 )
 
 FORMATS = [  # (suffix, encoder)
@@ -402,3 +407,79 @@ def test_close(media):
     dec.close()
     with pytest.raises(ValueError, match="closed"):
         dec.frames(0.0, 1, 25, None)
+
+
+# ------------------------------------------------------------------ caps on hostile media
+
+
+def test_frames_over_the_pixel_cap_are_never_decoded(tmp_path):
+    huge = png_image(16000, 16000)  # 256 MB of pixels in 250 KB
+    declared = make_png_video(tmp_path / "huge.mov", [huge] * 3, declare=(16000, 16000))
+    grows = make_png_video(tmp_path / "grows.mov", [png_image(64, 48)] + [huge] * 9)
+    tracemalloc.start()
+    try:
+        for call in (probe, VideoDecoder):
+            with pytest.raises(DecodeError, match="limits.max_pixels"):
+                call(declared)
+        assert probe(grows).width == 64  # its first frame is small, and so is what it declares
+        with VideoDecoder(grows) as dec, pytest.raises(DecodeError, match="limits.max_pixels"):
+            dec.frames(0.0, 8, 25.0, 20)  # the decoder refuses the first large frame
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20  # the out array is 8x20x27x3; one 16000x16000 frame would be 256 MB
+
+
+def test_pixel_cap_also_bounds_the_resized_frame(tmp_path, media):
+    thin = make_png_video(tmp_path / "thin.mov", [png_image(65535, 1)] * 10, declare=(65535, 1))
+    with pytest.raises(DecodeError, match=r"65535x1 resized to 1310700x20 is over the cap"):
+        probe(thin, short_side=20)
+    path, _ = media("cap.mp4", n_frames=25, width=64, height=48)
+    small = Limits(max_pixels=64 * 48)
+    assert probe(path, small, short_side=48).width == 64  # 64x48 stays 64x48
+    for call in (probe, VideoDecoder):  # the size the header declares
+        with pytest.raises(DecodeError, match="^frame size 64x48 is over the cap of 3071 pixels"):
+            call(path, limits=Limits(max_pixels=64 * 48 - 1))
+    with pytest.raises(DecodeError, match="resized to 85x64 is over the cap of 3072"):
+        probe(path, small, short_side=64)
+    with VideoDecoder(path, limits=small) as dec:
+        with pytest.raises(DecodeError, match="resized to 85x64 is over the cap of 3072"):
+            dec.frames(0.0, 4, 25.0, 64)
+        assert dec.frames(0.0, 4, 25.0, 48).shape == (4, 48, 64, 3)
+
+
+def test_frame_cap_bounds_the_packets_demuxed_for_a_clip(tmp_path, media):
+    flood = make_png_video(  # 80000 fps: a 0.32 s window spans 25600 frames
+        tmp_path / "flood.mov", [png_image(16, 16)] * 40000, Fraction(1, 80000), declare=(16, 16)
+    )
+    assert probe(flood).duration_s == pytest.approx(0.5)
+    with VideoDecoder(flood) as dec, pytest.raises(DecodeError, match=r"over 20000 packets"):
+        dec.frames(0.0, 8, 25.0, None)
+    path, _ = media("cap_audio.mp4", n_frames=50, audio=True)
+    few = Limits(max_frames=10)
+    with VideoDecoder(path, limits=few) as dec:
+        assert frame_indices(dec.frames(0.0, 8, 25.0, None)) == list(range(8))
+        with pytest.raises(DecodeError, match=r"over 10 packets to demux \(limits.max_frames\)"):
+            dec.frames(0.0, 12, 25.0, None)
+        with pytest.raises(DecodeError, match="over 10 audio packets"):
+            dec.audio(0.0, 2.0, 8000)
+    streamed = make_without_duration(tmp_path / "stream.mkv", n_frames=50)  # scanned for one
+    with pytest.raises(DecodeError, match="no duration in the headers and over 10 packets"):
+        probe(streamed, few)
+
+
+def test_a_codec_ffmpeg_does_not_know_and_any_failure_are_decode_errors(tmp_path, monkeypatch):
+    path = make_unknown_codec(tmp_path / "unknown.avi")
+    for call in (probe, VideoDecoder):
+        with pytest.raises(DecodeError, match="unknown video codec: FFmpeg has no decoder"):
+            call(path)
+    good = tmp_path / "good.mp4"
+    make_video(good, n_frames=25)
+
+    def broken(*args, **kwargs):
+        raise OverflowError("a numpy surprise\nover two lines")
+
+    with VideoDecoder(good) as dec:
+        monkeypatch.setattr(dec, "_fill", broken)
+        with pytest.raises(DecodeError, match="^cannot decode: OverflowError: a numpy surprise$"):
+            dec.frames(0.0, 4, 25.0, None)

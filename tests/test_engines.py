@@ -23,6 +23,7 @@ import pytest
 from blendkit import pipeline
 from blendkit.engines import EngineError, LocalEngine, RayEngine, make_engine
 from blendkit.format.layout import list_shards, open_url
+from blendkit.outdir import temporary_name
 from blendkit.pipeline import make_shards
 from blendkit.shard_config import ShardConfig
 from blendkit.storage import open_store
@@ -107,7 +108,7 @@ def test_ray_retries_a_failing_task_and_a_lost_worker(dataset, local, ray_instan
 
 @requires_ray
 def test_ray_resumes_without_rewriting_finished_shards(dataset, local, ray_instance, tmp_path):
-    for name in ("config.json", "made_with.json"):  # made by the local engine
+    for name in ("config.json", "made_with.json", "inputs.json"):  # made by the local engine
         shutil.copy(local / name, tmp_path / name)
     for ext in (".tar", ".json"):
         shutil.copy(local / f"{SHARDS[1]}{ext}", tmp_path / f"{SHARDS[1]}{ext}")
@@ -190,14 +191,16 @@ def test_memory_url_round_trip_and_resume(dataset, local):
                 assert f.read() == (local / f"{stem}.tar").read_bytes()
         names = sorted(p.rsplit("/", 1)[1] for p in fs.ls("/blendkit-test/shards", detail=False))
         members = [f"{s}{e}" for s in SHARDS for e in (".tar", ".json")]
-        assert names == sorted(
-            ["config.json", "made_with.json", "manifest.parquet", "report.json", *members]
-        )
+        records = ["config.json", "made_with.json", "inputs.json", ".blendkit.lock"]
+        assert names == sorted([*records, "manifest.parquet", "report.json", *members])
         fs.rm_file("/blendkit-test/shards/shard-000002.tar")
-        fs.pipe_file("/blendkit-test/shards/.shard-000002.tar.abc.tmp", b"partial")
+        left = "/blendkit-test/shards/" + temporary_name("shard-000002.tar", "abc")
+        fs.pipe_file(left, b"partial")  # by a killed run
+        fs.pipe_file("/blendkit-test/shards/notes.tmp", b"the user's")
         again = make_shards(_cfg(dataset, url), progress=False)
         assert (again.shards_written, again.shards_resumed) == (1, 2)
-        assert not fs.glob("/blendkit-test/shards/.*.tmp")
+        assert not fs.exists(left)
+        assert fs.cat_file("/blendkit-test/shards/notes.tmp") == b"the user's"
         assert fs.cat_file(urls[2]) == (local / "shard-000002.tar").read_bytes()
         with pytest.raises(ConfigError, match="differs in: crf"):
             make_shards(_cfg(dataset, url, crf=20), progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import tracemalloc
 import zipfile
 
 import av
@@ -20,6 +21,7 @@ from blendkit.codec import (
     encode_audio,
     encode_video,
 )
+from tests.media import zip_bomb_npz
 from trainer.data.decoding import _alpha
 from trainer.data.loader import keep_freed_memory
 
@@ -127,3 +129,41 @@ def test_audio_members_keep_length_rate_and_waveform(codec, min_snr_db):
     assert rate == 16000 and samples.shape == tone.shape and samples.dtype == np.float32
     snr = 10 * np.log10(np.sum(tone**2) / np.sum((samples - tone) ** 2))
     assert snr > min_snr_db, snr
+
+
+@pytest.fixture(scope="module")
+def bombs() -> dict[str, bytes]:
+    """npz files whose alpha.npy inflates to 256 MiB: deflated alone (libdeflate's path) or
+    beside a second member (np.load's path); and one whose .npy header alone declares 1 TB."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (1 << 38,)}
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("alpha.npy", header.getvalue() + b"\0" * 64)
+        archive.writestr("other.npy", b"")
+    return {
+        "one member": zip_bomb_npz(256 << 20),
+        "two members": zip_bomb_npz(256 << 20, extra_member=True),
+        "header": buf.getvalue(),
+    }
+
+
+@pytest.mark.parametrize("name", ["one member", "two members", "header"])
+def test_alpha_over_the_cap_is_refused_before_it_is_inflated(bombs, name):
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"alpha.npy inflates to \d+ bytes, over the cap"):
+            decode_alpha(bombs[name])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20  # numpy and bytes allocations are traced: nothing near 256 MiB
+    small = np.zeros((2, 3, 4), np.float32)
+    for data in (_npz(alpha=small), _npz(alpha=small, other=small)):
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            size = archive.getinfo("alpha.npy").file_size  # 96 bytes of alpha and the header
+        with pytest.raises(ValueError, match=f"over the cap of {size - 1}"):
+            decode_alpha(data, max_bytes=size - 1)
+        np.testing.assert_array_equal(decode_alpha(data, max_bytes=size), small)

@@ -6,6 +6,8 @@ import csv
 import io
 import itertools
 import json
+import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -288,7 +290,9 @@ def test_interrupted_shard_leaves_nothing_that_looks_complete(dataset, made, tmp
     with pytest.raises(KeyboardInterrupt):
         make_shards(_cfg(dataset, out), progress=False)
     assert sorted(p.name for p in out.iterdir()) == [
+        ".blendkit.lock",
         "config.json",
+        "inputs.json",
         "made_with.json",
         "shard-000000.json",
         "shard-000000.tar",
@@ -330,3 +334,54 @@ def test_too_few_usable_videos_is_a_clear_error(tmp_path):
             ShardConfig(source=str(tmp_path / "src"), out=str(tmp_path / "o"), **TINY),
             progress=False,
         )
+
+
+def test_any_failure_of_one_input_or_sample_is_a_skip_not_the_end(dataset, tmp_path, monkeypatch):
+    real_probe, real_sample = pipeline.probe, pipeline.make_sample
+
+    def probe(path, *args):
+        if "vid00000005" in str(path):
+            raise KeyError("a PyAV surprise")
+        return real_probe(path, *args)
+
+    def make_sample(index, *args):
+        if index == 2:
+            raise RuntimeError("an encoder surprise\nin two lines")
+        return real_sample(index, *args)
+
+    monkeypatch.setattr(pipeline, "probe", probe)
+    monkeypatch.setattr(pipeline, "make_sample", make_sample)
+    out = tmp_path / "out"
+    summary = make_shards(_cfg(dataset, out), progress=False)
+    assert (summary.samples, summary.failed_samples, summary.sources_usable) == (7, 1, 6)
+    report = json.loads((out / "report.json").read_text())
+    assert report["failed_samples"] == [{"index": 2, "reason": "RuntimeError: an encoder surprise"}]
+    reasons = {s["youtube_id"]: s["reason"] for s in report["skipped"]}
+    assert reasons["vid00000005"] == "KeyError: 'a PyAV surprise'"
+
+
+def test_shards_to_redo_are_redone_even_after_an_interrupted_rerun(dataset, tmp_path, monkeypatch):
+    root = tmp_path / "src"
+    shutil.copytree(dataset[0], root)  # mtimes kept
+    cfg = _cfg((root, root / "train.csv"), tmp_path / "out")
+    make_shards(cfg, progress=False)
+    before = {p.name: p.read_bytes() for p in Path(cfg.out).glob("shard-*")}
+    touched = next(root.glob("singing/*.mp4"))
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    readers = [
+        i for i in range(3) if touched.name in (Path(cfg.out) / f"shard-{i:06d}.json").read_text()
+    ]
+    assert readers
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "make_sample", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_shards(cfg, progress=False)
+    assert json.loads((Path(cfg.out) / "inputs.json").read_text())["pending"] == readers
+    monkeypatch.undo()
+    summary = make_shards(cfg, progress=False)  # the mtime is recorded now: only "pending" says
+    assert (summary.shards_redone, summary.shards_written) == (len(readers), len(readers))
+    assert json.loads((Path(cfg.out) / "inputs.json").read_text())["pending"] == []
+    assert {p.name: p.read_bytes() for p in Path(cfg.out).glob("shard-*")} == before
