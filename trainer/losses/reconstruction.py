@@ -46,10 +46,10 @@ from torch import Tensor
 
 _VIDEO_DIMS = (-4, -3, -2, -1)  # (C, T, H, W)
 _HALF = (torch.float16, torch.bfloat16)
-# Elements of D (float32) handled at once: the Function's temporaries are a few tensors of at
-# most this size, or of one frame when a frame is bigger (64 MiB each; one frame of a batch of
-# 128 pairwise-broadcast clips is 50M elements).
-CHUNK_ELEMENTS = 1 << 24
+# Elements of D handled at once: the Function's temporaries are three float32 tensors of at most
+# this size (16 MiB each), or of one frame when a frame is bigger (one frame of a batch of 128
+# clips broadcast against each other, n = 4 by k = 2, is 50M elements).
+CHUNK_ELEMENTS = 1 << 22
 
 
 def _frame_chunks(shape: torch.Size) -> list[slice]:
@@ -79,20 +79,19 @@ def _l1_sums(d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     def l1(x: Tensor) -> Tensor:
         return torch.linalg.vector_norm(x, 1, dim=_VIDEO_DIMS)
 
-    dx = d[..., :, 1:] - d[..., :, :-1]
-    dy = d[..., 1:, :] - d[..., :-1, :]
-    return l1(d), l1(dx), l1(dy)
+    return l1(d), l1(d[..., :, 1:] - d[..., :, :-1]), l1(d[..., 1:, :] - d[..., :-1, :])
 
 
 def _grad_difference(d: Tensor, grad: Tensor, counts: tuple[int, int, int]) -> Tensor:
-    """dl/dD for D (..., C, t, H, W) and the incoming gradient of l (...)."""
+    """dl/dD for D (..., C, t, H, W) and the incoming gradient of l (...), computed in D's
+    storage (D is not needed afterwards): three D-sized tensors at most."""
     half = (grad * 0.5)[..., None, None, None, None]  # (..., 1, 1, 1, 1)
     n0, nx, ny = counts
-    gd = torch.sign(d) * (half / n0)
-    sx = torch.sign(d[..., :, 1:] - d[..., :, :-1]) * (half / nx)
+    sx = (d[..., :, 1:] - d[..., :, :-1]).sign_().mul_(half / nx)
+    sy = (d[..., 1:, :] - d[..., :-1, :]).sign_().mul_(half / ny)
+    gd = d.sign_().mul_(half / n0)
     gd[..., :, 1:] += sx
     gd[..., :, :-1] -= sx
-    sy = torch.sign(d[..., 1:, :] - d[..., :-1, :]) * (half / ny)
     gd[..., 1:, :] += sy
     gd[..., :-1, :] -= sy
     return gd
