@@ -2,8 +2,8 @@
 
 * ``SavedTensors``: the bytes autograd saves for the backward pass inside a ``with`` block
   (``torch.autograd.graph.saved_tensors_hooks``), each storage counted once however many views
-  of it are saved, parameters excluded; broken down by dtype and, given a model, by the module
-  that was running.
+  of it are saved, parameters and autocast's copies of them (``weight_copies``) apart; broken
+  down by dtype and, given a model, by the module that was running.
 * ``LivePeak``: a ``TorchDispatchMode`` that follows every storage made inside the block until it
   is freed and records the peak of their sum: the extra memory the block needs beyond what
   existed before it (live tensors only, no allocator rounding or cache).
@@ -13,13 +13,14 @@
   lower-level switches. CPU autocast is no stand-in: it keeps softmax in bf16 and runs max
   pooling in float32. Fake CUDA tensors cannot run a backward pass (the autograd engine asks
   the CUDA driver for a context), so measure what a forward pass saves with them, and a peak over
-  forward and backward on real or meta tensors.
+  forward and backward on real tensors or fake CPU ones (``fake_cpu``).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -41,12 +42,14 @@ class SavedTensors:
 
     def __init__(self, model: nn.Module | None = None, exclude: Iterable[Tensor] = ()) -> None:
         self.total = 0
+        self.weight_copies = 0  # autocast's casts of parameters: once per batch, not in total
         self.by_dtype: collections.Counter[str] = collections.Counter()
         self.by_module: collections.Counter[str] = collections.Counter()
         self._seen: dict[int, StorageWeakRef] = {}
         self._model = model
         self._stack = ["-"]
         params = list(model.parameters()) if model is not None else []
+        self._params = {id(p) for p in params}
         for t in [*params, *exclude]:
             self._seen[t.untyped_storage()._cdata] = StorageWeakRef(t.untyped_storage())
         self._exits: contextlib.ExitStack | None = None
@@ -59,6 +62,9 @@ class SavedTensors:
         if known is not None and not known.expired():
             return t
         self._seen[key] = StorageWeakRef(storage)
+        if _is_weight_copy(t, self._params):
+            self.weight_copies += storage.nbytes()
+            return t
         self.total += storage.nbytes()
         self.by_dtype[str(t.dtype).removeprefix("torch.")] += storage.nbytes()
         self.by_module[self._stack[-1]] += storage.nbytes()
@@ -95,6 +101,29 @@ class SavedTensors:
 
 def _unpack(t: Tensor) -> Tensor:
     return t
+
+
+_VIEWS = frozenset(
+    {"TBackward0", "ViewBackward0", "PermuteBackward0", "TransposeBackward0", "ExpandBackward0"}
+    | {"UnsqueezeBackward0", "SqueezeBackward0", "ReshapeAliasBackward0"}
+)
+
+
+def _is_weight_copy(t: Tensor, params: set[int]) -> bool:
+    """Whether ``t`` is a dtype cast of a parameter (ids ``params``), or a view of one:
+    autocast's bf16 copy of a weight, as convolutions and matrix products save it."""
+    node, cast = t.grad_fn, False
+    while node is not None:
+        name = node.name()
+        if name == "torch::autograd::AccumulateGrad":
+            return cast and id(node.variable) in params
+        if name == "ToCopyBackward0":
+            cast = True
+        elif name not in _VIEWS:
+            return False
+        inputs = [nxt for nxt, _ in node.next_functions if nxt is not None]
+        node = inputs[0] if len(inputs) == 1 else None
+    return False
 
 
 class LivePeak(TorchDispatchMode):
@@ -134,9 +163,30 @@ class LivePeak(TorchDispatchMode):
         self.live -= nbytes
 
 
+@functools.cache
+def _start_autograd_engine() -> None:
+    """Run one tiny CPU backward pass, once, before any fake tensor exists.
+
+    The autograd engine starts its device threads at its first backward pass. After fake CUDA
+    tensors have existed it would count a CUDA device on a machine without one and start a
+    thread for it, after which a forked child process cannot use autograd (the DDP tests fork).
+    """
+    x = torch.zeros(1, requires_grad=True)
+    x.sum().backward()
+
+
+@contextlib.contextmanager
+def fake_cpu() -> Iterator[FakeTensorMode]:
+    """Fake CPU tensors, created on the CPU by default; a backward pass runs on them."""
+    _start_autograd_engine()
+    with FakeTensorMode() as mode, torch.device("cpu"):
+        yield mode
+
+
 @contextlib.contextmanager
 def fake_cuda_autocast(dtype: torch.dtype = torch.bfloat16) -> Iterator[FakeTensorMode]:
     """Fake CUDA tensors, created on "cuda" by default, under CUDA autocast to ``dtype``."""
+    _start_autograd_engine()
     enabled, previous = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
     with FakeTensorMode() as mode, torch.device("cuda"):
         torch.set_autocast_enabled("cuda", True)
