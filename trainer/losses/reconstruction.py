@@ -117,7 +117,7 @@ class _VideoLoss(torch.autograd.Function):
         need_u, need_v = ctx.needs_input_grad[:2]
         shape = torch.broadcast_shapes(u.shape, v.shape)
         counts = _counts(shape)
-        promoted = torch.result_type(u, v)
+        promoted = torch.promote_types(u.dtype, v.dtype)  # D's dtype before widening
         grad_u = torch.empty_like(u) if need_u else None
         grad_v = torch.empty_like(v) if need_v else None
         for frames in _frame_chunks(shape):
