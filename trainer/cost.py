@@ -1,7 +1,7 @@
 """What a training step costs, per sample at paper size, and what a GPU can do with it.
 
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` over one forward pass and one backward
-  pass of the training loss (``trainer.objective.compute_loss``) on fake tensors, so the count
+  pass of the training loss (``trainer.objective.compute_loss``) on the meta device, so the count
   is exact for the code as it is (convolutions, matrix products, einsum; elementwise ops and
   reductions count zero) and takes no memory.
 * Memory: the bytes autograd saves for the backward pass (``trainer.memory.SavedTensors``), on
@@ -12,7 +12,7 @@
   regressor, the audio blocks and the loss). A checkpointed module keeps its inputs, which are
   counted. Per sample is half the difference between batches of four and two. The peak of a
   step adds the backward pass's gradients and recomputed blocks to that, which fake CUDA
-  tensors cannot run: ``backward_overhead`` measures it on fake CPU tensors in plain bf16, and
+  tensors cannot run: ``backward_overhead`` measures it on the meta device in plain bf16, and
   the estimated peak per sample is the saved bytes plus that overhead (an estimate: the two
   runs cast differently).
 * ``loss_costs``: saved bytes, live peak and time of pairwise losses on the CPU, side by side.
@@ -40,7 +40,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainer.memory import LivePeak, SavedTensors, fake_cpu, fake_cuda_autocast
+from trainer.memory import LivePeak, SavedTensors, fake_cuda_autocast, meta_device
 from trainer.models import ModelConfig, build_model, count_parameters
 from trainer.models.audio import ConvBlock2d
 from trainer.models.composition import Composition, LayerHead
@@ -124,11 +124,12 @@ def _checkpointed(model: nn.Module, policy: Checkpointing, saved: SavedTensors) 
     """Wrap the outermost modules of ``policy`` in non-reentrant checkpoints (their inputs
     counted in ``saved``) for the duration of the block."""
     wrapped: list[nn.Module] = []
+    inside: set[int] = set()  # ids of the wrapped modules' submodules
     for module in model.modules():
-        inside = any(sub is module for outer in wrapped for sub in outer.modules())
-        if isinstance(module, policy.modules) and not inside:
+        if isinstance(module, policy.modules) and id(module) not in inside:
             module.forward = _recomputed(module.forward, saved)
             wrapped.append(module)
+            inside.update(id(sub) for sub in module.modules())
     try:
         yield
     finally:
@@ -165,17 +166,16 @@ def _training_forward(
 def train_flops(
     name: str, cfg: ModelConfig, clip: Clip, policy: Checkpointing | None = None
 ) -> tuple[float, float]:
-    """(forward, forward + backward) FLOPs of one sample, counted on fake tensors; with a
+    """(forward, forward + backward) FLOPs of one sample, counted on the meta device; with a
     checkpointing ``policy``, the backward pass includes its recomputation (hardware FLOPs,
     where MFU counts the model's: ``policy=None``)."""
-    with fake_cpu():
+    with meta_device():
         model = build_model(name, cfg)
         batch = synthetic_batch(clip, 1)
-        with FlopCounterMode(display=False) as counter:
-            policy = policy or NO_CHECKPOINTING
-            loss = _training_forward(name, model, batch, policy, SavedTensors())
-            forward = counter.get_total_flops()
-            loss.backward()
+    with FlopCounterMode(display=False) as counter:
+        loss = _training_forward(name, model, batch, policy or NO_CHECKPOINTING, SavedTensors())
+        forward = counter.get_total_flops()
+        loss.backward()
     return float(forward), float(counter.get_total_flops())
 
 
@@ -225,28 +225,29 @@ def backward_overhead(
     name: str, cfg: ModelConfig, clip: Clip, batch: int, policy: Checkpointing
 ) -> int:
     """Peak live bytes over forward and backward minus the bytes saved by the forward pass,
-    for the model and batch in plain bf16 on fake CPU tensors (no CUDA autocast there; its
+    for the model and batch in plain bf16 on the meta device (no CUDA autocast there; its
     casts are not what this measures): the gradients and recomputed blocks that the backward
     pass adds."""
-    with fake_cpu(), _default_dtype(torch.bfloat16):
+    with meta_device(), _default_dtype(torch.bfloat16):
         model = build_model(name, cfg)
         data = synthetic_batch(clip, batch)
-        saved = SavedTensors(model)
-        with LivePeak() as live:
-            loss = _training_forward(name, model, data, policy, saved)
-            loss.backward()
+    saved = SavedTensors(model)
+    with LivePeak() as live:
+        loss = _training_forward(name, model, data, policy, saved)
+        loss.backward()
     return live.peak - saved.total
 
 
-def peak_per_sample(name: str, cfg: ModelConfig, clip: Clip, policy: Checkpointing) -> int:
-    """Estimated peak bytes of a bf16 training step per sample: saved bytes plus the backward
-    pass's overhead, each as half the difference between batches of four and two."""
-
-    def one(batch: int) -> int:
-        saved = saved_bytes(name, cfg, clip, batch, policy).total
-        return saved + backward_overhead(name, cfg, clip, batch, policy)
-
-    return (one(4) - one(2)) // 2
+def peak_per_sample(
+    name: str, cfg: ModelConfig, clip: Clip, policy: Checkpointing, saved: int | None = None
+) -> int:
+    """Estimated peak bytes of a bf16 training step per sample: the saved bytes per sample
+    (``saved`` if known, e.g. ``ModelCost.saved``) plus the backward pass's overhead per
+    sample, half its difference between batches of four and two."""
+    if saved is None:
+        saved = saved_per_sample(name, cfg, clip, (policy,))[policy.name]
+    two, four = (backward_overhead(name, cfg, clip, b, policy) for b in (2, 4))
+    return saved + (four - two) // 2
 
 
 # ----------------------------------------------------------------------------- the table

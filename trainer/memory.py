@@ -13,7 +13,7 @@
   lower-level switches. CPU autocast is no stand-in: it keeps softmax in bf16 and runs max
   pooling in float32. Fake CUDA tensors cannot run a backward pass (the autograd engine asks
   the CUDA driver for a context), so measure what a forward pass saves with them, and a peak over
-  forward and backward on real tensors or fake CPU ones (``fake_cpu``).
+  forward and backward on real or meta tensors (``meta_device``).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class LivePeak(TorchDispatchMode):
 def _start_autograd_engine() -> None:
     """Run one tiny CPU backward pass, once, before any fake tensor exists.
 
-    The autograd engine starts its device threads at its first backward pass. After fake CUDA
+    The autograd engine starts its device threads at its first backward pass. After fake
     tensors have existed it would count a CUDA device on a machine without one and start a
     thread for it, after which a forked child process cannot use autograd (the DDP tests fork).
     """
@@ -176,11 +176,11 @@ def _start_autograd_engine() -> None:
 
 
 @contextlib.contextmanager
-def fake_cpu() -> Iterator[FakeTensorMode]:
-    """Fake CPU tensors, created on the CPU by default; a backward pass runs on them."""
+def meta_device() -> Iterator[None]:
+    """Tensors created on the meta device by default (shapes only; backward passes run)."""
     _start_autograd_engine()
-    with FakeTensorMode() as mode, torch.device("cpu"):
-        yield mode
+    with torch.device("meta"):
+        yield
 
 
 @contextlib.contextmanager

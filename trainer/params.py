@@ -127,7 +127,9 @@ def main() -> None:
     chosen = next(c for c in costs if c.name == train.model_name)
     cfg, clip = paper_model_config(chosen.name), paper_clip()
     policies = (NO_CHECKPOINTING, trainer_checkpointing())
-    peaks = {p.name: peak_per_sample(chosen.name, cfg, clip, p) for p in policies}
+    peaks = {
+        p.name: peak_per_sample(chosen.name, cfg, clip, p, chosen.saved[p.name]) for p in policies
+    }
     states = 1 if train.optim.name == "sgd" else 2  # momentum; Adam's two moments
     print(format_device_table(chosen, peaks, train.optim.batch, states))
 
