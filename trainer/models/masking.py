@@ -85,6 +85,7 @@ class ChannelGate(nn.Module):
         self.n_masks = n_masks
 
     def forward(self, feature: Tensor, masks: Tensor) -> Tensor:
+        # feature (B, m*d, T_l, H_l, W_l), masks (B, m, T', H', W') -> (B, m*d, T_l, H_l, W_l)
         channels = feature.shape[1]
         if channels % self.n_masks:
             raise ValueError(f"{channels} feature channels are not a multiple of m={self.n_masks}")
