@@ -10,7 +10,9 @@
   and decoder up-blocks recomputed), and with everything checkpointed but the block boundaries
   (``boundaries``: every I3D unit and pool, block, head, the composition, the control
   regressor, the audio blocks and the loss). A checkpointed module keeps its inputs, which are
-  counted. Per sample is half the difference between batches of four and two. The peak of a
+  counted. Per sample: a batch of two, halved, without autocast's bf16 copies of the weights
+  (made once a batch; half the difference between batches of four and two agrees within
+  1.5 MiB at paper size; a batch of one takes another einsum path). The peak of a
   step adds the backward pass's gradients and recomputed blocks to that, which fake CUDA
   tensors cannot run: ``backward_overhead`` measures it on the meta device in plain bf16, and
   the estimated peak per sample is the saved bytes plus that overhead (an estimate: the two

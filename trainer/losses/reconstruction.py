@@ -30,7 +30,7 @@ blend V = (V1 + V2)/2 the identity baseline l(V1, V) + l(V2, V) equals l(V1, V2)
 recomputes D and its gradients in the backward pass, a few frames at a time (``CHUNK_ELEMENTS``).
 The plain autograd graph of the formula saved three float32 copies of D (|D|, dx D, dy D), which
 for ``pairwise_loss`` at paper size (n = 4 outputs, k = 2 targets) are three (n, k, 3, 64, 128,
-128) float32 tensors: 288 MiB a sample, more than any block of the network; the Function saves
+128) float32 tensors: 287 MiB a sample, more than any block of the network; the Function saves
 the outputs and the targets (48 MiB in bf16 training). The values and gradients are those of the
 formula (tests/test_losses.py checks them against it), including where the inputs are bf16: D is
 taken in the inputs' promoted dtype before it is widened to float32, and its gradient is rounded
