@@ -58,6 +58,17 @@ def test_max_pool_2d_equals_nn_max_pool_in_bf16():
         assert torch.equal(a, b)
 
 
+def test_max_pool_3d_under_cpu_autocast_equals_nn_max_pool():
+    """CPU autocast pools bf16 in float32 (CUDA's does not): values and gradients as nn's."""
+    x = _pool_input((2, 3, 4, 6, 6), seed=6).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = _value_and_grad(MaxPool3d(3, 1, 1), x, 7)
+        expected = _value_and_grad(nn.MaxPool3d(3, 1, 1), x, 7)
+    assert ours[0].dtype == torch.float32 and ours[1].dtype == torch.bfloat16
+    for a, b in zip(ours, expected, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+
+
 def test_encoder_saves_no_pooling_indices():
     torch.manual_seed(0)
     encoder = I3DEncoder(width=0.125)

@@ -30,15 +30,20 @@ class _MaxPoolNoIndices(torch.autograd.Function):
     def forward(ctx, x: Tensor, dims: int, kernel, stride, padding, dilation, ceil_mode: bool):  # type: ignore[no-untyped-def,override]
         ctx.args = (dims, kernel, stride, padding, dilation, ceil_mode)
         ctx.save_for_backward(x)
-        return _POOL[dims](x, kernel, stride, padding, dilation, ceil_mode)
+        out = _POOL[dims](x, kernel, stride, padding, dilation, ceil_mode)
+        ctx.pool_dtype = out.dtype  # CPU autocast pools bf16 inputs in float32
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[no-untyped-def,override]
         (x,) = ctx.saved_tensors
         dims, kernel, stride, padding, dilation, ceil_mode = ctx.args
-        _, indices = _POOL[dims](x, kernel, stride, padding, dilation, ceil_mode, True)
-        grad_x = _BACKWARD[dims](grad, x, kernel, stride, padding, dilation, ceil_mode, indices)
-        return grad_x, None, None, None, None, None, None
+        pooled = x.to(ctx.pool_dtype)  # x itself, unless autocast cast it in the forward pass
+        _, indices = _POOL[dims](pooled, kernel, stride, padding, dilation, ceil_mode, True)
+        grad_x = _BACKWARD[dims](
+            grad, pooled, kernel, stride, padding, dilation, ceil_mode, indices
+        )
+        return grad_x.to(x.dtype), None, None, None, None, None, None
 
 
 class MaxPool3d(nn.MaxPool3d):
