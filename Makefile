@@ -84,7 +84,7 @@ train: install ## train: make train CONFIG=tiny SHARDS=DIR RUN=DIR [MODEL=c2] [S
 eval: install ## evaluate: make eval RUN="DIR [DIR...]" SHARDS=DIR -> RUN/eval/report.md
 	$(BIN)/blendkit-eval eval $(RUN) --shards $(SHARDS) $(ARGS)
 
-params: install ## parameter counts at paper size next to Table 1
+params: install ## per-model cost at paper size (params, GFLOP, saved MiB per sample) and what GPUs make of it
 	$(BIN)/python -m trainer.params
 
 bench: install ## benchmarks -> BENCHMARKS.md

@@ -86,3 +86,29 @@ def test_x264_params_reach_the_encoder():
     assert abs(quality[0] - quality[1]) < 2.0, quality  # noise: trellis matters most here
     with pytest.raises(ValueError, match="threads is fixed"):
         encode_video(frames, 25, 12, x264_params="threads=2")
+
+
+def test_constants_reach_the_device_once():
+    """After the first batch, converting one copies nothing from the host (meta stands for CUDA)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class HostTensors(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            leaves = tree_leaves((args, kwargs, out))
+            if any(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in leaves):
+                self.ops.append(str(func))
+            return out
+
+    yuv = torch.zeros(2, 3, 4, 8, 8, dtype=torch.uint8, device="meta")
+    assert yuv_to_rgb(yuv).device.type == "meta"
+    with HostTensors() as mode:
+        yuv_to_rgb(yuv)
+    assert mode.ops == []
+    planes = torch.tensor([[16, 235], [128, 128], [128, 128]], dtype=torch.uint8).view(1, 3, 2)
+    torch.testing.assert_close(yuv_to_rgb(planes)[0], torch.tensor([[0.0, 1.0]] * 3))

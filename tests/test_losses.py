@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from trainer import device_constants
 from trainer.losses import (
     PITLoss,
     deterministic_loss,
     gather_assigned,
     pairwise_loss,
     pit_from_cost,
+    reconstruction,
     regression_loss,
     regression_loss_from_losses,
     resolve_method,
@@ -85,6 +87,79 @@ def test_pairwise_loss_matches_a_loop():
         assert_close(cost[:, i, j], video_loss(outputs[:, i], targets[:, j]))
 
 
+def _formula_video_loss(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """l(U, V) through plain autograd: the implementation before ``_VideoLoss`` (saved D)."""
+    d = u - v
+    if d.dtype in (torch.float16, torch.bfloat16):
+        d = d.float()
+    dims = (-4, -3, -2, -1)
+    l1 = d.abs().mean(dim=dims)
+    grad_x = (d[..., :, 1:] - d[..., :, :-1]).abs().mean(dim=dims)
+    grad_y = (d[..., 1:, :] - d[..., :-1, :]).abs().mean(dim=dims)
+    return 0.5 * (l1 + grad_x + grad_y)
+
+
+def _pairwise_and_grads(loss_fn, outputs, targets, weights):
+    outputs = outputs.detach().requires_grad_(True)
+    targets = targets.detach().requires_grad_(True)
+    cost = loss_fn(outputs.unsqueeze(2), targets.unsqueeze(1))  # (B, n, k)
+    grads = torch.autograd.grad((cost * weights).sum(), (outputs, targets))
+    return cost, grads
+
+
+DTYPES = {
+    "fp32": (torch.float32, torch.float32),
+    "bf16": (torch.bfloat16, torch.bfloat16),
+    "bf16-outputs": (torch.bfloat16, torch.float32),  # bf16 training: outputs bf16, targets fp32
+}
+
+
+# None: the whole clip in one chunk; else two frames of (B, n, k, C, H, W) = (2, n, 2, 3, 7, 9)
+@pytest.mark.parametrize("chunk_elements", [None, 2 * (2 * 2 * 3 * 7 * 9)])
+@pytest.mark.parametrize("n", [2, 4])
+@pytest.mark.parametrize("dtypes", list(DTYPES))
+def test_pairwise_loss_values_and_gradients_equal_the_formula(
+    dtypes, n, chunk_elements, monkeypatch
+):
+    if chunk_elements is not None:  # frames 0-1, 2-3 and 4
+        monkeypatch.setattr(reconstruction, "CHUNK_ELEMENTS", n * chunk_elements)
+        assert len(reconstruction._frame_chunks(torch.Size((2, n, 2, 3, 5, 7, 9)))) == 3
+    out_dtype, target_dtype = DTYPES[dtypes]
+    outputs = _video(2, n, 3, 5, 7, 9, seed=20).to(out_dtype)  # odd T, H, W
+    targets = _video(2, 2, 3, 5, 7, 9, seed=21).to(target_dtype)
+    outputs[:, 0] = targets[:, 1].to(out_dtype)  # D == 0 somewhere: sign(0) = 0 in both
+    weights = _video(2, n, 2, seed=22)  # a different upstream gradient per pair
+    cost, grads = _pairwise_and_grads(video_loss, outputs, targets, weights)
+    expected_cost, expected_grads = _pairwise_and_grads(
+        _formula_video_loss, outputs, targets, weights
+    )
+    assert cost.dtype == expected_cost.dtype == torch.float32
+    assert_close(cost, expected_cost)
+    assert_close(cost, pairwise_loss(outputs, targets))
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        assert grad.dtype == expected.dtype and grad.shape == expected.shape
+        assert_close(grad, expected)
+
+
+def test_pairwise_loss_saves_only_its_inputs():
+    outputs = _video(2, 4, 3, 4, 6, 6, seed=23).to(torch.bfloat16).requires_grad_(True)
+    targets = _video(2, 2, 3, 4, 6, 6, seed=24)
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        pairwise_loss(outputs, targets)
+    assert sum(saved.values()) == outputs.nbytes + targets.nbytes
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        saved.clear()
+        _formula_video_loss(outputs.unsqueeze(2), targets.unsqueeze(1))
+    assert sum(saved.values()) > 5 * (outputs.nbytes + targets.nbytes)  # D, dx D, dy D in fp32
+
+
 def test_pairwise_loss_rejects_mismatched_videos():
     with pytest.raises(ValueError, match="shapes differ"):
         pairwise_loss(torch.zeros(1, 2, 3, 2, 4, 4), torch.zeros(1, 2, 3, 2, 4, 5))
@@ -150,6 +225,19 @@ def test_exact_tie_break_is_first_permutation():
     losses, assignment = pit_from_cost(torch.ones(1, 3, 2), "exact")
     assert_close(losses, _scalar(2.0))
     assert assignment.tolist() == [[0, 1]]
+
+
+def test_exact_search_builds_its_permutations_once_per_device(monkeypatch):
+    monkeypatch.setattr(device_constants, "_CACHE", {})
+    cost = _video(2, 4, 2, seed=25).to("meta")  # meta stands for CUDA: a copy per call before
+    pit_from_cost(cost, "exact")
+    made = []
+    tensor = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(a) or tensor(*a, **k))
+    losses, assignment = pit_from_cost(cost, "exact")
+    assert made == [] and assignment.shape == (2, 2) and assignment.device.type == "meta"
+    pit_from_cost(_video(2, 3, 2, seed=26), "exact")  # another n, on the CPU: a new table
+    assert len(made) == 1
 
 
 def test_auto_method_and_errors():

@@ -50,8 +50,32 @@ def save(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save`` (tensors and plain values only)."""
-    return torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Read a checkpoint written by ``save`` (tensors and plain values only).
+
+    Tensors go to ``map_location``, except the RNG states made by ``rng_state``: they stay on
+    the CPU, where ``set_rng_state`` needs them (a CUDA resume would otherwise fail on
+    ``.numpy()``).
+    """
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if torch.device(map_location).type == "cpu":
+        return payload
+    return _to_device(payload, torch.device(map_location))
+
+
+_RNG_KEYS = frozenset({"python", "numpy", "torch"})  # what ``rng_state`` always writes
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    """``obj`` with every tensor moved to ``device``, RNG-state dicts left where they are."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        if _RNG_KEYS <= obj.keys():
+            return obj
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
 
 
 def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -103,7 +127,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    keys = n["keys"].numpy().astype(np.uint32)
+    keys = n["keys"].cpu().numpy().astype(np.uint32)
     np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():

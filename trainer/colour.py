@@ -4,7 +4,8 @@ Shards store v1 / v2 / mix as H.264 4:4:4 (``blendkit.codec``), which swscale co
 with its default matrix, BT.601 at limited range (Y in 16-235, U and V in 16-240 around 128). The
 loader copies the decoded planes as they are (``blendkit.codec.decode_video_yuv``), which saves
 the CPU a third of its decoding time, and ``yuv_to_rgb`` applies the inverse matrix here, where
-it is one small matrix product per batch. It agrees with swscale's own integer conversion to
+it is one small matrix product per batch (its constants are copied to the device once,
+``trainer.device_constants``). It agrees with swscale's own integer conversion to
 within one level of 255 (tests/test_train.py).
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from trainer.device_constants import device_constant
 
 KR, KB = 0.299, 0.114  # BT.601 luma weights of red and blue
 KG = 1.0 - KR - KB
@@ -32,12 +35,17 @@ YUV_TO_RGB = _matrix()
 YUV_OFFSET = torch.tensor([16.0, 128.0, 128.0])
 
 
+def _constants(device: torch.device) -> tuple[Tensor, Tensor]:
+    """``YUV_OFFSET`` and ``YUV_TO_RGB / 255`` on ``device``."""
+    return YUV_OFFSET.to(device), (YUV_TO_RGB / 255.0).to(device)
+
+
 def yuv_to_rgb(yuv: Tensor) -> Tensor:
     """(B, 3, ...) Y, U, V planes on the 0-255 scale (uint8 or float) -> float RGB in [0, 1]."""
     if yuv.dim() < 2 or yuv.shape[1] != 3:
         raise ValueError(f"expected (B, 3, ...) planes, got {tuple(yuv.shape)}")
+    offset, m = device_constant("yuv_to_rgb", yuv, _constants)  # (3,), (3, 3)
     shape = (1, 3) + (1,) * (yuv.dim() - 2)
-    x = yuv.float() - YUV_OFFSET.to(yuv.device).view(shape)
-    m = (YUV_TO_RGB / 255.0).to(yuv.device)
+    x = yuv.float() - offset.view(shape)
     rgb = torch.einsum("ij,bj...->bi...", m, x)  # (B, 3, ...)
     return rgb.clamp_(0.0, 1.0)

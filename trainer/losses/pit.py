@@ -33,6 +33,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from trainer.device_constants import device_constant
 from trainer.losses.reconstruction import pairwise_loss
 
 Method = Literal["exact", "hungarian", "auto"]
@@ -66,12 +67,17 @@ def resolve_method(method: str, n: int, k: int) -> Literal["exact", "hungarian"]
     return method  # type: ignore[return-value]
 
 
+def _permutation_table(n: int, k: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Every ordered k-permutation of n outputs (P, k), and the target indices (k,)."""
+    perms = list(itertools.permutations(range(n), k))
+    return torch.tensor(perms, dtype=torch.long, device=device), torch.arange(k, device=device)
+
+
 def _exact(cost: Tensor) -> tuple[Tensor, Tensor]:
     _, n, k = cost.shape
-    perms = torch.tensor(
-        list(itertools.permutations(range(n), k)), dtype=torch.long, device=cost.device
-    )  # (P, k)
-    targets = torch.arange(k, device=cost.device)  # (k,)
+    perms, targets = device_constant(  # made once per device: no copy to it each step
+        ("pit", n, k), cost, lambda device: _permutation_table(n, k, device)
+    )  # (P, k), (k,)
     per_perm = cost[:, perms, targets].sum(dim=-1)  # (B, P)
     best = per_perm.detach().argmin(dim=1)  # (B,)
     losses = per_perm.gather(1, best.unsqueeze(1)).squeeze(1)  # (B,)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainer.models.pooling import MaxPool2d
+
 
 class ConvBlock2d(nn.Module):
     """Two 3x3 Conv2d + BN + ReLU, optionally followed by 2x2 max-pooling."""
@@ -32,7 +34,7 @@ class ConvBlock2d(nn.Module):
                 nn.ReLU(inplace=True),
             ]
         if pool:
-            layers.append(nn.MaxPool2d(2))
+            layers.append(MaxPool2d(2))
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C_in, F, T) -> (B, C_out, F', T')

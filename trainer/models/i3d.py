@@ -12,6 +12,8 @@ For an input (B, 3, 64, 128, 128) the returned levels are::
     Mixed_4f   (B,  832, 16,  8,  8)
     Mixed_5c   (B, 1024,  8,  4,  4)
 
+Max pools save no indices for the backward pass (``trainer.models.pooling``).
+
 ``width`` multiplies every channel count (rounded to a multiple of 8, at least 8) for tiny test
 and debug configurations; ``width=1.0`` is the standard network (12.3M parameters).
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from trainer.models.pooling import MaxPool3d
 
 FEATURE_LEVELS: tuple[str, ...] = ("Conv3d_2c", "Mixed_3c", "Mixed_4f", "Mixed_5c")
 
@@ -73,7 +77,7 @@ class InceptionBlock(nn.Module):
         self.branch0 = Unit3d(in_channels, b0)
         self.branch1 = nn.Sequential(Unit3d(in_channels, b1a), Unit3d(b1a, b1b, (3, 3, 3)))
         self.branch2 = nn.Sequential(Unit3d(in_channels, b2a), Unit3d(b2a, b2b, (3, 3, 3)))
-        self.branch3 = nn.Sequential(nn.MaxPool3d(3, stride=1, padding=1), Unit3d(in_channels, b3))
+        self.branch3 = nn.Sequential(MaxPool3d(3, stride=1, padding=1), Unit3d(in_channels, b3))
         self.out_channels = b0 + b1b + b2b + b3
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C_in, T, H, W) -> (B, C_out, T, H, W)
@@ -97,7 +101,7 @@ class I3DEncoder(nn.Module):
 
         self.stem = nn.Sequential(  # -> Conv3d_2c
             Unit3d(in_channels, ch(64), (7, 7, 7), (2, 2, 2)),  # Conv3d_1a_7x7
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),  # MaxPool3d_2a_3x3
+            MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),  # MaxPool3d_2a_3x3
             Unit3d(ch(64), ch(64)),  # Conv3d_2b_1x1
             Unit3d(ch(64), ch(192), (3, 3, 3)),  # Conv3d_2c_3x3
         )
@@ -108,16 +112,16 @@ class I3DEncoder(nn.Module):
             blocks[name] = block
             c = block.out_channels
         self.mixed_3 = nn.Sequential(
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),  # MaxPool3d_3a_3x3
+            MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),  # MaxPool3d_3a_3x3
             blocks["Mixed_3b"],
             blocks["Mixed_3c"],
         )
         self.mixed_4 = nn.Sequential(
-            nn.MaxPool3d(3, stride=2, padding=1),  # MaxPool3d_4a_3x3
+            MaxPool3d(3, stride=2, padding=1),  # MaxPool3d_4a_3x3
             *(blocks[f"Mixed_4{k}"] for k in "bcdef"),
         )
         self.mixed_5 = nn.Sequential(
-            nn.MaxPool3d(2, stride=2, ceil_mode=True),  # MaxPool3d_5a_2x2
+            MaxPool3d(2, stride=2, ceil_mode=True),  # MaxPool3d_5a_2x2
             blocks["Mixed_5b"],
             blocks["Mixed_5c"],
         )

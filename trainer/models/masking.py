@@ -46,20 +46,53 @@ def downsample_masks(masks: Tensor, size: tuple[int, int, int]) -> Tensor:
     return F.adaptive_avg_pool3d(masks, size)
 
 
+class _GroupGate(torch.autograd.Function):
+    """groups (B, m, d, ...) times mask (B, m, 1, ...) cast to the groups' dtype.
+
+    Computes what multiplying by the mask copied to every channel did, and the same gradients:
+    the mask's is the products grad * feature rounded to the feature's dtype, then summed over
+    the d channels in the mask's dtype (float32 under bf16 autocast), as autograd summed the
+    copy's gradient. Saves the groups (a view of the feature, which the network saves anyway)
+    and the small cast mask.
+    """
+
+    @staticmethod
+    def forward(ctx, groups: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
+        mask_low = mask.to(groups.dtype)  # (B, m, 1, T, H, W)
+        ctx.mask_dtype = mask.dtype
+        ctx.save_for_backward(groups, mask_low)
+        return groups * mask_low  # (B, m, d, T, H, W)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        groups, mask_low = ctx.saved_tensors
+        grad_groups = grad * mask_low if ctx.needs_input_grad[0] else None
+        grad_mask = None
+        if ctx.needs_input_grad[1]:
+            grad_mask = (grad * groups).to(ctx.mask_dtype).sum(dim=2, keepdim=True)
+        return grad_groups, grad_mask
+
+
 class ChannelGate(nn.Module):
-    """Equation 1: channel group c of a feature (B, m*d, T, H, W) times mask c at its size."""
+    """Equation 1: channel group c of a feature (B, m*d, T, H, W) times mask c at its size.
+
+    The mask is broadcast over the d channels of its group (``_GroupGate``), never copied to
+    all m*d channels, so the product saves the (B, m, T, H, W) mask, not a feature-sized one.
+    """
 
     def __init__(self, n_masks: int) -> None:
         super().__init__()
         self.n_masks = n_masks
 
     def forward(self, feature: Tensor, masks: Tensor) -> Tensor:
+        # feature (B, m*d, T_l, H_l, W_l), masks (B, m, T', H', W') -> (B, m*d, T_l, H_l, W_l)
         channels = feature.shape[1]
         if channels % self.n_masks:
             raise ValueError(f"{channels} feature channels are not a multiple of m={self.n_masks}")
         m_l = downsample_masks(masks, tuple(feature.shape[2:]))  # (B, m, T_l, H_l, W_l)
-        m_l = m_l.repeat_interleave(channels // self.n_masks, dim=1)  # (B, m*d, T_l, H_l, W_l)
-        return feature * m_l.to(feature.dtype)  # (B, m*d, T_l, H_l, W_l)
+        groups = feature.unflatten(1, (self.n_masks, -1))  # (B, m, d, T_l, H_l, W_l), a view
+        gated = _GroupGate.apply(groups, m_l.unsqueeze(2))  # mask broadcast over d
+        return gated.flatten(1, 2)  # (B, m*d, T_l, H_l, W_l)
 
 
 class FeatureGating(nn.Module):
