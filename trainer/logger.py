@@ -2,8 +2,13 @@
 
 Every rank calls ``step`` and ``flush`` (the logged terms are averaged over ranks, one host sync
 per log interval); only rank 0 writes files, TensorBoard events and the bar. TensorBoard gets the
-same scalars as the jsonl files, samples/s, and every ``video_every`` steps an image of
+same scalars as the jsonl files, and every ``video_every`` steps an image of
 mix | V1 | V2 | O_1..O_n at a few frames (plus ``add_video`` when moviepy is installed).
+
+The row of metrics.jsonl that closes a log interval also holds what was measured over the
+interval (``INTERVAL_KEYS``): the identity baseline of that step's last micro-batch, samples/s,
+MFU (``trainer.run_cost.Throughput``, when the device's peak is known) and, on CUDA, the peak
+memory allocated during the interval (GiB, rank 0's).
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from tqdm import tqdm
 from trainer.data.batch import Batch
 from trainer.distributed import Dist, mean_over_ranks
 from trainer.models import ModelOutput
+from trainer.run_cost import Throughput
 from trainer.run_dir import RunDir
+
+DEVICE_KEYS = ("samples_per_s", "mfu", "cuda_peak_gib")  # timings: they differ run to run
+INTERVAL_KEYS = ("identity", *DEVICE_KEYS)
 
 
 def example_grid(batch: Batch, out: ModelOutput, frames: int = 4) -> Tensor:
@@ -51,9 +60,9 @@ class TrainLogger:
 
     def __init__(
         self, run: RunDir, d: Dist, *, start_step: int, steps: int, batch: int, progress: bool,
-        desc: str,
+        desc: str, throughput: Throughput | None = None,
     ) -> None:  # fmt: skip
-        self.run, self.d, self.batch = run, d, batch
+        self.run, self.d, self.batch, self.throughput = run, d, batch, throughput
         self.start_step = start_step
         self.pending: list[tuple[int, float, dict[str, Tensor]]] = []
         self.t_log, self.step_log = time.perf_counter(), start_step
@@ -76,27 +85,43 @@ class TrainLogger:
             self.t_first = synced_time(self.d.device)
         self.pending.append((step, lr, terms))
 
-    def flush(self, step: int) -> float:
-        """Write the pending steps, averaged over ranks; returns the last step's loss."""
+    def flush(self, step: int, identity: Tensor) -> float:
+        """Write the pending steps, averaged over ranks, the interval's measures on the last
+        row (``identity``: the baseline of the last micro-batch); returns the last step's loss."""
         names = list(self.pending[-1][2])
         values = torch.stack([torch.stack([t[n] for n in names]) for _, _, t in self.pending])
-        rows = mean_over_ranks(values, self.d).tolist()  # one host sync per log interval
+        values = torch.cat([values.flatten(), identity.reshape(1)])
+        *flat, ident = mean_over_ranks(values, self.d).tolist()  # one host sync per interval
+        rows = [flat[i : i + len(names)] for i in range(0, len(flat), len(names))]
         now = time.perf_counter()
         rate = (step - self.step_log) * self.batch / max(now - self.t_log, 1e-9)
         self.t_log, self.step_log = now, step
+        interval = {"identity": ident, **self._device_measures(rate)}
         loss = rows[-1][names.index("loss")]
         if self.d.main:
             with open(self.run.metrics, "a") as f:
                 for (s, lr, _), row in zip(self.pending, rows, strict=True):
                     record = {"step": s, "lr": lr, **dict(zip(names, row, strict=True))}
+                    record |= interval if s == step else {}
                     f.write(json.dumps(record) + "\n")
             for name, value in zip(names, rows[-1], strict=True):
                 self.writer.add_scalar(f"train/{name}", value, step)
+            for name, value in interval.items():
+                self.writer.add_scalar(f"train/{name}", value, step)
             self.writer.add_scalar("train/lr", self.pending[-1][1], step)
-            self.writer.add_scalar("train/samples_per_s", rate, step)
             self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         self.pending.clear()
         return loss
+
+    def _device_measures(self, rate: float) -> dict[str, float]:
+        """samples/s, MFU (with a known peak) and the CUDA peak memory since the last call."""
+        out = {"samples_per_s": rate}
+        if self.throughput is not None:
+            out["mfu"] = self.throughput.mfu(rate)
+        if self.d.device.type == "cuda":
+            out["cuda_peak_gib"] = torch.cuda.max_memory_allocated(self.d.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.d.device)
+        return out
 
     def examples(self, step: int, batch: Batch, out: ModelOutput) -> None:
         """The example image (and video, with moviepy) of a batch and the model's outputs."""

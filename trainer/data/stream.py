@@ -43,13 +43,14 @@ def data_stream(
     segment: int,
     batches: Iterable[Batch] | None = None,
     start: int = 0,
+    pin_memory: bool = False,
 ) -> Iterator[Batch]:
     """This rank's micro-batches from number ``start`` on: ``batches`` as given when injected,
-    else the shards of ``data`` (see the module docstring)."""
+    else the shards of ``data`` (see the module docstring), page-locked with ``pin_memory``."""
     if batches is not None:
         yield from _skip(iter(batches), start)
         return
-    loader = make_loader(data, rank=rank, world_size=world_size)
+    loader = make_loader(data, rank=rank, world_size=world_size, pin_memory=pin_memory)
     if data.resampled:
         yield from _segments(data, loader, segment, start)
     else:
