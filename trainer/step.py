@@ -87,6 +87,16 @@ class Stepper:
         return out, terms
 
 
+def configure_backends(cfg: TrainConfig, cuda: bool) -> None:
+    """Process-wide settings of the run: CPU threads, or cuDNN autotuning and TF32 on CUDA."""
+    if not cuda and cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def make_stepper(cfg: TrainConfig, state: TrainState, d: Dist) -> Stepper:
     """The run's model wrapped as ``cfg`` asks (see the module docstring)."""
     cuda = d.device.type == "cuda"

@@ -36,8 +36,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from blendkit.format import Geometry
 from trainer import run_cost, run_record, train_state
 from trainer.config import AUTO, ConfigError, TrainConfig, load_config, micro_batch, segment_batches
@@ -50,7 +48,7 @@ from trainer.logger import TrainLogger
 from trainer.objective import identity_term
 from trainer.run_dir import RunDir
 from trainer.run_record import TrainedOn
-from trainer.step import make_stepper
+from trainer.step import configure_backends, make_stepper
 from trainer.val_loss import validation_loss
 
 log = logging.getLogger(__name__)
@@ -91,7 +89,7 @@ def _train(
     cfg, run, resume_from, record = _open_run(cfg, d, batches, val_injected, geometry)
     cuda = d.device.type == "cuda"
     channels_last = cfg.channels_last and cuda
-    _configure_backends(cfg, cuda)
+    configure_backends(cfg, cuda)
     state = train_state.build(cfg, d.device, channels_last)
     step = consumed = 0
     if resume_from is not None:
@@ -194,15 +192,6 @@ def _saved_config(run: RunDir) -> TrainConfig | None:
         return load_config(str(run.config))
     except ConfigError:
         return None
-
-
-def _configure_backends(cfg: TrainConfig, cuda: bool) -> None:
-    if not cuda and cfg.cpu_threads:
-        torch.set_num_threads(cfg.cpu_threads)  # process-wide
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
 
 def _val_batches(cfg: TrainConfig) -> Iterator[Batch]:
