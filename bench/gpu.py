@@ -1,8 +1,8 @@
 """``make bench-gpu``: paper-size training steps and the loader on one GPU, in under ten minutes.
 
-Each part runs in a process of its own under a time limit (``PARTS``, and never past the
-run's ``--budget``, 540 s by default); a part that runs out of time or fails is recorded so, with
-whatever it measured before, and the next one starts:
+Each part runs in a process of its own (``steps`` and ``compile`` one per model) under a time
+limit (``PARTS``, and never past the run's ``--budget``, 540 s by default); a part that runs out of
+time or fails is recorded so, with whatever it measured before, and the next one starts:
 
 * ``env``: the GPU and its memory, torch, CUDA and cuDNN versions, the CPU cores.
 * ``steps``: for paper C2 and C3 internal (64x128x128 clips, n = m = 4), optimiser steps of the
@@ -76,9 +76,11 @@ MODELS = (DEFAULT_MODEL, next(n for n in MODEL_NAMES if variant(n).control == IN
 # millions of values, and the gradient norm, over 26M gradients, average their roundings out, so
 # these bounds flag a cast gone wrong (a softmax or a loss reduced in bf16), not rounding.
 BF16_TOLERANCE = {"loss": 0.01, "grad_norm": 0.05}
-# (part, time limit in seconds), in the order they run; a part never runs past the budget
+# (part, time limit in seconds: per model for PER_MODEL), in the order they run; no part runs
+# past the budget
 PARTS = (("env", 60), ("steps", 150), ("bf16", 60), ("loader", 90), ("compile", 200))
 GPU_PARTS = ("steps", "bf16", "compile")
+PER_MODEL = ("steps", "compile")  # run once per model, each under the part's limit
 RESERVE_S = 15  # kept for writing the results
 MIN_PART_S = 20  # a part with less time left is skipped
 
@@ -223,8 +225,10 @@ def measure_step(name: str, v: Variant, sizes: Sizes, peak: float | None) -> dic
     }  # fmt: skip
 
 
-def part_steps(sizes: Sizes, variants: tuple[Variant, ...], peak: float | None) -> Iterator[dict]:
-    for name in MODELS:
+def part_steps(
+    sizes: Sizes, variants: tuple[Variant, ...], peak: float | None, models: tuple[str, ...]
+) -> Iterator[dict]:
+    for name in models:
         for v in variants:
             try:
                 yield measure_step(name, v, sizes, peak)
@@ -241,11 +245,16 @@ def part_steps(sizes: Sizes, variants: tuple[Variant, ...], peak: float | None) 
 def part_env(peak: float | None) -> Iterator[dict]:
     cuda = torch.cuda.is_available()
     props = torch.cuda.get_device_properties(0) if cuda else None
+    try:
+        smi = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+        driver = subprocess.run(smi, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        driver = None
     yield {
         "part": "env", "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "gpu_memory_gib": props.total_memory / 2**30 if props else None,
         "torch": torch.__version__, "cuda_version": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None, "driver": driver or None,
         "python": platform.python_version(), "cpu_cores": os.cpu_count(), "peak_tflops": peak,
     }  # fmt: skip
 
@@ -314,14 +323,18 @@ def part_loader(sizes: Sizes) -> Iterator[dict]:
     }  # fmt: skip
 
 
-def run_part(part: str, sizes: Sizes, peak: float | None) -> Iterator[dict]:
-    """The records of ``part``, made in this process."""
+def run_part(
+    part: str, sizes: Sizes, peak: float | None, model: str | None = None
+) -> Iterator[dict]:
+    """The records of ``part`` (of ``model`` alone, for a part made per model), made in this
+    process."""
+    models = MODELS if model is None else (model,)
     if part == "env":
         return part_env(peak)
     if part == "steps":
-        return part_steps(sizes, STEP_VARIANTS, peak)
+        return part_steps(sizes, STEP_VARIANTS, peak, models)
     if part == "compile":
-        return part_steps(sizes, (COMPILED,), peak)
+        return part_steps(sizes, (COMPILED,), peak, models)
     if part == "bf16":
         return part_bf16(sizes)
     if part == "loader":
@@ -332,11 +345,14 @@ def run_part(part: str, sizes: Sizes, peak: float | None) -> Iterator[dict]:
 # ----------------------------------------------------------------------------- the driver
 
 
-def spawn_part(part: str, limit_s: float, args: argparse.Namespace) -> list[dict]:
-    """Run ``part`` in a child process (a session of its own, so that a timeout also ends the
-    compile and loader workers it started) -> its records, and one saying how it ended if it
-    did not end well."""
+def spawn_part(
+    part: str, limit_s: float, args: argparse.Namespace, model: str | None = None
+) -> list[dict]:
+    """Run ``part`` (of ``model``) in a child process (a session of its own, so that a timeout
+    also ends the compile and loader workers it started) -> its records, and one saying how it
+    ended if it did not end well."""
     cmd = [sys.executable, "-m", "bench.gpu", "--part", part]
+    cmd += ["--model", model] if model else []
     cmd += ["--dry-run"] if args.dry_run else []
     cmd += ["--peak-tflops", str(args.peak_tflops)] if args.peak_tflops else []
     start = time.perf_counter()
@@ -358,8 +374,9 @@ def spawn_part(part: str, limit_s: float, args: argparse.Namespace) -> list[dict
     for r in records:
         r.setdefault("status", "ok")
     if ended is not None:
-        records.append({"part": part, **ended})
-    print(f"bench-gpu: {part} {ended['status'] if ended else 'done'} in {seconds:.0f} s",
+        records.append({"part": part, **({"model": model} if model else {}), **ended})
+    name = f"{part} {model}" if model else part
+    print(f"bench-gpu: {name} {ended['status'] if ended else 'done'} in {seconds:.0f} s",
           file=sys.stderr, flush=True)  # fmt: skip
     return records
 
@@ -378,11 +395,13 @@ def run(args: argparse.Namespace) -> list[dict]:
                   "runs it on the CPU at tiny sizes)", file=sys.stderr)  # fmt: skip
             records.append({"part": part, "status": "skipped", "reason": "no CUDA"})
             continue
-        left = args.budget - (time.perf_counter() - begin) - RESERVE_S
-        if left < MIN_PART_S:
-            records.append({"part": part, "status": "skipped", "reason": "out of time"})
-            continue
-        records += spawn_part(part, min(limits[part], left), args)
+        for model in MODELS if part in PER_MODEL else (None,):
+            left = args.budget - (time.perf_counter() - begin) - RESERVE_S
+            if left < MIN_PART_S:
+                skipped = {"part": part, **({"model": model} if model else {})}
+                records.append({**skipped, "status": "skipped", "reason": "out of time"})
+                continue
+            records += spawn_part(part, min(limits[part], left), args, model)
     records[0]["seconds"] = time.perf_counter() - begin
     return records
 
@@ -398,13 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="the GPU's dense bf16 peak")
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes, any device")
     parser.add_argument("--part", help=argparse.SUPPRESS)  # a child process: one part
+    parser.add_argument("--model", help=argparse.SUPPRESS)  # ... of one model
     args = parser.parse_args(argv)
     sizes = DRY if args.dry_run else FULL
     if args.part:
         if args.dry_run:
             torch.set_num_threads(1)  # tiny work: more threads only contend on a busy CPU
         peak = args.peak_tflops or (devices.device_spec().bf16_tflops if _is_known() else None)
-        for record in run_part(args.part, sizes, peak):
+        for record in run_part(args.part, sizes, peak, args.model):
             print(json.dumps(record), flush=True)
         return 0
     records = run(args)

@@ -38,7 +38,8 @@ def _machine(env: dict | None) -> str:
     if env.get("peak_tflops"):
         gpu += f", {env['peak_tflops']:g} TFLOP/s dense bf16"
     return (
-        f"{gpu}, torch {env['torch']}, CUDA {env['cuda_version']}, cuDNN {env['cudnn']}, "
+        f"{gpu}, driver {env.get('driver')}, torch {env['torch']}, CUDA {env['cuda_version']}, "
+        f"cuDNN {env['cudnn']}, "
         f"Python {env['python']}, {env['cpu_cores']} CPU cores"
     )
 
@@ -114,7 +115,7 @@ def markdown(records: list[dict], command: str, dry_run: bool, sizes_line: str) 
 
 
 def _not_measured(r: dict) -> str:
-    what = r["part"] + (f" {r['model']} {r['variant']}" if "variant" in r else "")
+    what = " ".join([r["part"], *(r[k] for k in ("model", "variant") if k in r)])
     why = r.get("reason") or r.get("error") or ""
     if "limit_s" in r:
         why = f"after {r['limit_s']:.0f} s"

@@ -60,8 +60,9 @@ def test_dry_run_measures_every_part_and_rewrites_only_its_section(tmp_path, mon
 def test_a_part_past_its_limit_is_stopped_and_recorded(monkeypatch):
     monkeypatch.chdir(ROOT)
     args = argparse.Namespace(dry_run=True, peak_tflops=0.0)
-    records = gpu.spawn_part("steps", 1.0, args)  # importing torch alone takes longer
-    assert records[-1] == {"part": "steps", "status": "timeout", "limit_s": 1.0}
+    model = gpu.MODELS[0]
+    records = gpu.spawn_part("steps", 1.0, args, model)  # importing torch alone takes longer
+    assert records[-1] == {"part": "steps", "model": model, "status": "timeout", "limit_s": 1.0}
 
 
 def test_without_cuda_the_gpu_parts_are_skipped_and_benchmarks_md_left_alone(

@@ -212,7 +212,8 @@ def test_activation_checkpointing_changes_nothing_but_memory(tmp_path):
 
 def test_compile_with_activation_checkpointing_trains_like_eager(tmp_path, monkeypatch):
     # The crash was in AOTAutograd, before code generation: "aot_eager" reproduces it without
-    # inductor's minutes of C++ compilation on this CPU (inductor: the same fix, checked by hand).
+    # inductor's minutes of C++ compilation on this CPU. By hand with inductor (8 min here): after
+    # one step the running means equal those of compile without checkpointing exactly.
     import torch._dynamo
 
     import trainer.step
