@@ -451,7 +451,8 @@ def sizes_line(sizes: Sizes) -> str:
     return (
         f"{' and '.join(MODELS)} at {g.frames}x{g.height}x{g.width} clips (n = m = 4, width "
         f"{sizes.width:g}), synthetic batches, {sizes.batch} samples per optimiser step (SGD "
-        "with momentum), bf16 autocast; the micro-batch is what `optim.grad_accum=auto` picks "
+        "with momentum), bf16 autocast on CUDA (float32 on a CPU); the micro-batch is what "
+        "`optim.grad_accum=auto` picks "
         f"on this device. Median seconds per step over up to {sizes.timed_steps} timed steps "
         f"after {sizes.warmup} warm-up steps (cuDNN autotuning, compilation); peak memory "
         "allocated over all of them; MFU: samples/s times the model's FLOPs per sample over the "

@@ -38,7 +38,8 @@ def _machine(env: dict | None) -> str:
     if env.get("peak_tflops"):
         gpu += f", {env['peak_tflops']:g} TFLOP/s dense bf16"
     return (
-        f"{gpu}, driver {env.get('driver')}, torch {env['torch']}, CUDA {env['cuda_version']}, "
+        f"{gpu}, driver {env.get('driver') or '-'}, torch {env['torch']}, "
+        f"CUDA {env['cuda_version']}, "
         f"cuDNN {env['cudnn']}, "
         f"Python {env['python']}, {env['cpu_cores']} CPU cores"
     )
@@ -75,7 +76,9 @@ def _bf16_line(r: dict) -> str:
         f"gradient norm {r['fp32']['grad_norm']:.5g} against {r['bf16']['grad_norm']:.5g} "
         f"({rel['grad_norm']:.3%} apart); tolerance {tol['loss']:.0%} and "
         f"{tol['grad_norm']:.0%}: {verdict}."
-    )
+        + (" (On the CPU bf16 Conv3d weight gradients are inexact, `bench/gpu.py` says why: only "
+           "the loss means something here.)" if r["device"] == "cpu" else "")
+    )  # fmt: skip
 
 
 def _loader_line(r: dict) -> str:
