@@ -20,6 +20,7 @@ import pytest
 import webdataset as wds
 from typer.testing import CliRunner
 
+from bench.baseline import section
 from blendkit.codec import encode_alpha, encode_audio, encode_video
 from trainer.eval.baseline import PAPER_IDENTITY, identity_baseline, markdown
 from trainer.eval_cli import app
@@ -99,3 +100,12 @@ def test_the_command_prints_json_and_refuses_bad_input_in_one_line(tmp_path):
     ):
         bad = CliRunner().invoke(app, args)
         assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+def test_the_bench_section_scores_every_shard_the_make_shards_runs_wrote(tmp_path):
+    write_shards(tmp_path / "run-a", n_transparent=2, n_occlusion=0)
+    write_shards(tmp_path / "run-b", n_transparent=1, n_occlusion=1)
+    lines = section(tmp_path)
+    assert lines[0] == "## Identity baseline of the proxy shards"
+    text = "\n".join(lines)
+    assert "| transparent | 3 | 1.000 | 0.364 |" in text and "| both | 4 |" in text
