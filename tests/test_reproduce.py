@@ -118,12 +118,18 @@ def test_a_failed_run_is_one_line_and_the_others_go_on(tmp_path):
     assert f"| {paper.LABELS[jobs[1].model]} | - | - | - | 0 |" in report
 
 
-def test_an_interrupt_stops_the_runner_and_propagates(tmp_path):
+def test_an_interrupt_stops_the_runner_and_keeps_what_finished(tmp_path):
     jobs = plan(tmp_path, [0])
-    fake = FakeRunner(interrupt=jobs[0].name)
+    fake = FakeRunner(interrupt=jobs[-1].name)
     with pytest.raises(KeyboardInterrupt):
-        reproduce(tmp_path, "train", "val", [0], steps=STEPS, runner=fake, progress=False)
+        reproduce(tmp_path, "train", "val", [0], steps=STEPS, runner=fake, parallel=1,
+                  progress=False)  # fmt: skip
     assert fake.stopped
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    assert set(timings) == {j.name for j in jobs[:-1]}  # saved as each job finished
+    rerun = FakeRunner()
+    reproduce(tmp_path, "train", "val", [0], steps=STEPS, runner=rerun, progress=False)
+    assert rerun.calls == [f"train {jobs[-1].name}", f"eval {jobs[-1].name}"]
 
 
 def test_the_report_has_both_tables_with_the_spread_over_seeds_and_the_papers_figures(tmp_path):

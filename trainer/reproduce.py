@@ -34,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,10 +192,16 @@ def run_job(job: Job, runner: Runner, steps: int) -> dict[str, float]:
 
 
 def run_all(
-    jobs: Sequence[Job], runner: Runner, steps: int, parallel: int, progress: bool = True
+    jobs: Sequence[Job],
+    runner: Runner,
+    steps: int,
+    parallel: int,
+    progress: bool = True,
+    on_done: Callable[[str, dict[str, float]], None] | None = None,
 ) -> tuple[dict[str, dict[str, float]], list[str]]:
     """Every job not yet done, ``parallel`` at a time in the given order -> (seconds per job
-    that ran something, one-line failures). A failed job does not stop the others."""
+    that ran something, one-line failures). A failed job does not stop the others;
+    ``on_done(name, seconds)`` is called as each job finishes."""
     todo = [j for j in jobs if not (trained_step(j) >= steps and evaluated(j))]
     timings: dict[str, dict[str, float]] = {}
     failures: list[str] = []
@@ -208,12 +214,14 @@ def run_all(
             job = futures[future]
             try:
                 timings[job.name] = future.result()
+                if on_done is not None:
+                    on_done(job.name, timings[job.name])
             except Stopped:
                 continue
             except Exception as e:  # noqa: BLE001 -- one line per failed job, the rest go on
                 failures.append(f"{job.name}: {e}")
-            bar.update(1)
             bar.set_postfix_str(job.name, refresh=False)
+            bar.update(1)
     except BaseException:
         runner.stop()
         raise
@@ -242,11 +250,13 @@ def reproduce(
     estimate = makespan(jobs, parallel, steps / tiny().optim.steps)
     if progress:
         order = ", ".join(j.name for j in jobs)
-        print(f"{len(jobs)} runs of {steps} steps, {parallel} at a time: ~{estimate:.0f} min "
-              f"of training (estimate), longest first: {order}")  # fmt: skip
+        print(f"{len(jobs)} runs of {steps} steps, {parallel} at a time, longest first: {order}; "
+              f"~{estimate:.0f} min of training on an idle 2-core machine (an estimate; "
+              "evaluations and start-up add to it)")  # fmt: skip
     runner = runner or Subprocesses(train_shards, val_shards)
-    timings, failures = run_all(jobs, runner, steps, parallel, progress)
-    _save_timings(out, timings)
+    timings, failures = run_all(
+        jobs, runner, steps, parallel, progress, lambda name, t: _save_timings(out, {name: t})
+    )
     path = out / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report(jobs, steps, val_shards, _load_timings(out)))

@@ -69,8 +69,9 @@ def train(
     batches are skipped from its start), ``val_batches`` the validation set; both are for tests
     and experiments. With ``batches``, ``geometry`` states the clip geometry they stand for
     (the run record says so, or that it is unknown); without, it is read from the shards.
-    Summary keys: run_dir, model, start_step, steps, final_loss, val, samples_per_s,
-    params_sha256 (of the final weights, equal on every rank).
+    Summary keys: run_dir, model, start_step, steps, final_loss, val, loss_unit (final_loss and
+    val's losses are in the paper's unit, ``trainer.pixels``), samples_per_s, params_sha256 (of
+    the final weights, equal on every rank).
     """
     d, started = setup_distributed(cfg.device)
     try:
