@@ -36,6 +36,7 @@ from trainer.eval.downstream import (
 from trainer.losses import video_loss
 from trainer.metrics import chosen_output, control_correct
 from trainer.models import build_model
+from trainer.pixels import LOSS_UNIT
 from trainer.run_record import for_training, read_record, write_record
 
 T, S, FPS, RATE = 8, 32, 25.0, 16000
@@ -106,9 +107,9 @@ def shards(tmp_path_factory) -> tuple[Path, list[dict]]:
     return root, decoded
 
 
-def make_run(root: Path, shards: Path, kind: str) -> Path:
+def make_run(root: Path, shards: Path, kind: str, *extra: str, name: str = "") -> Path:
     """A run directory as the trainer writes it: config.json and one checkpoint."""
-    run = root / kind
+    run = root / (name or kind)
     run.mkdir()
     n = "model.n_outputs=2"
     cfg = apply_overrides(
@@ -120,6 +121,7 @@ def make_run(root: Path, shards: Path, kind: str) -> Path:
             f"data.shards={shards}",
             "pixel_pool=1",
             "data.frame_stride=1",  # the tests' clips are already tiny
+            *extra,
         ],  # fmt: skip
     )
     torch.manual_seed(0)
@@ -152,6 +154,11 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
     report = (out / "report.md").read_text()
     for heading in ("Table 1", "Table 2", "Figure 10", "Identity", "0.364", "(chance)"):
         assert heading in report
+    units = [line for line in report.splitlines() if "the paper's unit" in line]
+    assert units == [
+        "Every loss is in the paper's unit, pixels in [-1, 1] (runs in [0,1]: computed in "
+        "[0,1], reported x2)."
+    ]
     combined = json.loads((out / "eval.json").read_text())
     assert [m["model"] for m in combined["runs"]] == ["c2", "c3_internal"]
     for kind in ("c2", "c3_internal"):
@@ -164,7 +171,9 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
         assert (out / kind / "fig5.png").stat().st_size > 0
         assert (out / kind / "fig6_transparent.png").is_file()
         assert len(list((out / kind / "videos").glob("*.mp4"))) == 2
-        # identity baseline by hand from the decoded shards: l(V1, V) + l(V2, V)
+        # identity baseline by hand from the decoded shards: l(V1, V) + l(V2, V), computed in
+        # the run's [0, 1] and reported in the paper's unit, [-1, 1]: twice that
+        assert m["pixel_range"] == "[0,1]" and m["loss_unit"] == LOSS_UNIT
         for blend in ("transparent", "occlusion"):
             values = [
                 float(video_loss(as_tensor(d["mix"]), as_tensor(d["v1"])))
@@ -172,7 +181,7 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
                 for d in decoded
                 if d["blend"] == blend
             ]
-            assert m["identity_loss"][blend] == pytest.approx(np.mean(values), rel=1e-5)
+            assert m["identity_loss"][blend] == pytest.approx(2 * np.mean(values), rel=1e-5)
         # the model's loss: eq. 4 by hand on the same decoded sample
         model = load_run(runs[kind]).model
         d = decoded[0]
@@ -185,7 +194,7 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
         with torch.no_grad():
             outputs = model(as_tensor(d["mix"]), audio).outputs
         expected = l_pil(outputs, as_tensor(d["v1"]), as_tensor(d["v2"]))
-        assert m["per_sample"][0]["loss"] == pytest.approx(expected, rel=1e-4)
+        assert m["per_sample"][0]["loss"] == pytest.approx(2 * expected, rel=1e-4)
     c2 = json.loads((out / "c2" / "eval.json").read_text())
     c3 = json.loads((out / "c3_internal" / "eval.json").read_text())
     assert c2["control_chance"] is True and "fig10" not in c2 and "fig7" not in c2["figures"]
@@ -197,6 +206,23 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
         out / "c3_internal" / "fig10.png"
     ).is_file()
     assert summary["reports"] == [str(out / "report.md")]
+
+
+def test_a_run_in_minus_one_one_reports_its_losses_as_computed(shards, tmp_path):
+    torch.set_num_threads(1)
+    root, decoded = shards
+    run = make_run(tmp_path, root, "c2", "model.pixel_range=[-1,1]", name="sym")
+    evaluate([run], root, tmp_path / "out", max_samples=2, offsets_s=(0.0,))
+    m = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert m["pixel_range"] == "[-1,1]" and m["loss_unit"] == LOSS_UNIT
+    d = decoded[0]  # transparent
+    mix, v1, v2 = (as_tensor(d[k]) * 2 - 1 for k in ("mix", "v1", "v2"))  # the model's range
+    identity = float(video_loss(mix, v1) + video_loss(mix, v2))
+    assert m["per_sample"][0]["identity"] == pytest.approx(identity, rel=1e-5)
+    with torch.no_grad():
+        outputs = load_run(run).model(mix).outputs
+    assert m["per_sample"][0]["loss"] == pytest.approx(l_pil(outputs, v1, v2), rel=1e-4)
+    assert "runs in [-1,1]: as computed" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_default_destination_is_run_eval(shards, runs):

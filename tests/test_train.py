@@ -29,6 +29,7 @@ from trainer.models import ModelOutput, build_model
 from trainer.models.registry import MODEL_NAMES
 from trainer.objective import compute_loss, model_inputs
 from trainer.optim import make_optimizer
+from trainer.pixels import UNIT
 from trainer.run_record import TrainedOn, read_record
 from trainer.train import train
 from trainer.train_state import params_digest
@@ -120,7 +121,7 @@ def test_objective_terms_are_the_papers_equations():
 def test_prepare_pools_pixels():
     video = torch.arange(2 * 3 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4, 4)
     batch = {"mix": video, "v1": video + 1, "a1": torch.ones(2, 1, 8, 5), "key": ["a", "b"]}
-    out = prepare(batch, torch.device("cpu"), pixel_pool=2, channels_last=False)
+    out = prepare(batch, torch.device("cpu"), pixel_pool=2, pixel_range=UNIT, channels_last=False)
     assert out["mix"].shape == (2, 3, 4, 2, 2) and out["key"] == ["a", "b"]
     # frame 2 of channel 0 of sample 0: values 32..47; its top-left 2x2 block is 32, 33, 36, 37
     assert out["mix"][0, 0, 2, 0, 0].item() == (32 + 33 + 36 + 37) / 4
@@ -147,7 +148,7 @@ def test_one_cpu_step_per_model_kind(tmp_path, kind):
     initial = params_digest(build_model(kind, cfg.model))
     summary = train(cfg, batches=synthetic_batches(1, 8, seed=0))
     (row,) = metrics(tmp_path / kind)
-    assert set(row) == {"step", "lr", "loss", "identity"} | EXPECTED_TERMS[kind]
+    assert set(row) == {"step", "lr", "loss", "identity", "loss_unit"} | EXPECTED_TERMS[kind]
     assert math.isfinite(summary["final_loss"]) and summary["final_loss"] == row["loss"]
     assert summary["steps"] == 1 and summary["params_sha256"] != initial
     parts = sum(row[k] for k in EXPECTED_TERMS[kind] if k != "control_acc")
@@ -368,9 +369,10 @@ def test_train_from_shards_through_make_loader(tmp_path):
 
     val_cfg = dataclasses.replace(full_cfg_data(shards), batch_size=2)
     raw = next(iter(make_loader(val_cfg)))
-    first = prepare(raw, torch.device("cpu"), pixel_pool=1, channels_last=False)
+    first = prepare(raw, torch.device("cpu"), pixel_pool=1, pixel_range=UNIT, channels_last=False)
     expected = identity_loss(first["mix"], first["v1"], first["v2"]).mean().item()
-    assert full["val"]["identity"] == pytest.approx(expected, rel=1e-6)
+    # computed in [0, 1], reported in the paper's unit (trainer.pixels): twice as much
+    assert full["val"]["identity"] == pytest.approx(2 * expected, rel=1e-6)
     assert first["a1"].shape == (2, 1, N_MELS, 5120 // 160 + 1) and bool(first["has_a1"].all())
     rows = [json.loads(x) for x in (tmp_path / "full" / "val.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
@@ -382,6 +384,7 @@ def test_train_from_shards_through_make_loader(tmp_path):
         "frame_stride": 1,
         "pixel_pool": 1,
         "shard_format": SHARD_FORMAT,
+        "pixel_range": UNIT,
     }
     assert ckpt.load(ckpt.latest(tmp_path / "full"))["trained_on"] == record
 

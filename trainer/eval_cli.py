@@ -3,6 +3,7 @@
     blendkit-eval eval runs/c2 runs/c3 --shards shards/demo/validate [--out DIR] [--max-samples N]
     blendkit-eval decompose runs/c3 video.mp4 --out layers/
     blendkit-eval classifier shards/demo/train --out runs/classifier.pt
+    blendkit-eval baseline shards/k600-val [--json]     # the identity baseline, no run needed
 
 Bad input (no such file, not a video, a run without a checkpoint) exits with code 2 and a
 one-line ``error: ...`` message.
@@ -49,6 +50,7 @@ def eval_command(
 ) -> None:
     """Tables 1-3 and Figures 5-7, 10 of the paper for one or several runs."""
     from trainer.eval.evaluation import evaluate
+    from trainer.pixels import LOSS_UNIT
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -65,6 +67,7 @@ def eval_command(
         )
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
+    typer.echo(f"loss unit: {LOSS_UNIT}")
     for m in summary["runs"]:
         loss, ident = m["loss"], m["identity_loss"]
         acc = m.get("control_accuracy", {})
@@ -100,6 +103,34 @@ def decompose(
             typer.echo("no soundtrack: no output selected")
         else:
             typer.echo(f"audio selects layer_{control['overall'] + 1}.mp4")
+
+
+@app.command()
+def baseline(
+    shards: str = typer.Argument(..., help="shards: a folder, glob or brace pattern, list, URL"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    max_samples: int = typer.Option(None, "--max-samples", help="first N samples"),
+    frame_stride: int = typer.Option(1, "--frame-stride", help="every k-th frame (tiny: 8)"),
+    pixel_pool: int = typer.Option(1, "--pixel-pool", help="k x k pixels averaged (tiny: 4)"),
+    stored_mix: bool = typer.Option(False, "--stored-mix", help="score the stored mix.mp4"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+) -> None:
+    """Identity baseline (outputs = copies of the mixture, Table 1) per blend kind, in the
+    paper's unit, with no trained run: compare with 0.364 / 0.362 on Kinetics-600."""
+    from trainer.eval.baseline import identity_baseline, markdown
+
+    if min(frame_stride, pixel_pool, batch_size) < 1 or (
+        max_samples is not None and max_samples < 1
+    ):
+        fail("--frame-stride, --pixel-pool, --batch-size and --max-samples must be at least 1")
+    try:
+        result = identity_baseline(
+            shards, batch_size=batch_size, max_samples=max_samples, frame_stride=frame_stride,
+            pixel_pool=pixel_pool, stored_mix=stored_mix, progress=not as_json,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as e:
+        fail(str(e))
+    typer.echo(json.dumps(result.to_dict(), indent=1) if as_json else markdown(result))
 
 
 @app.command()

@@ -12,7 +12,11 @@ shards, which may have moved or may live on another machine. The record holds:
   (``data.frame_stride`` in the loader, ``pixel_pool`` on the device), so ``model_input`` is what
   the model saw;
 * ``shard_format``: the shard format version of the blendkit that read the shards
-  (``SHARD_FORMAT``; None for injected batches).
+  (``SHARD_FORMAT``; None for injected batches);
+* ``pixel_range``: the range of the videos the model took, gave and was scored on
+  (``model.pixel_range``, ``trainer.pixels``). A record without it was written before the
+  option existed, when [0, 1] was the only range: ``read_record`` reads it as [0, 1] and says
+  so in one line (``pixels.LEGACY``).
 
 A field is added by giving it a default, so older records still load. A run made before records
 existed has none: ``read_record`` refuses it in one line naming the command that writes one,
@@ -29,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from blendkit.format import SHARD_FORMAT, Geometry, read_geometry
-from blendkit.typed_config import ConfigError, from_dict, to_dict
+from blendkit.typed_config import ConfigError, from_dict, one_of, to_dict
+from trainer import pixels
 from trainer.config import TrainConfig, load_config
 from trainer.data import list_shards
 
@@ -47,6 +52,16 @@ class TrainedOn:
     frame_stride: int
     pixel_pool: int
     shard_format: int | None
+    pixel_range: str | None = None  # None: a record from before ranges, read as pixels.LEGACY
+
+    def __post_init__(self) -> None:
+        if self.pixel_range is not None:
+            one_of(self, "pixel_range", pixels.PIXEL_RANGES)
+
+    @property
+    def range(self) -> str:
+        """The run's pixel range (``pixels.LEGACY`` for a record that has none)."""
+        return self.pixel_range or pixels.LEGACY
 
     @property
     def model_input(self) -> Geometry:
@@ -79,7 +94,7 @@ def for_training(
 ) -> TrainedOn:
     """The record of a training run: the geometry read from its shards, or, with batches
     injected by the caller, the geometry the caller gave (or none, said so)."""
-    subsampled = {"frame_stride": cfg.data.frame_stride, "pixel_pool": cfg.pixel_pool}
+    subsampled = _model_side(cfg)
     if not injected:
         if geometry is not None:
             raise ValueError("geometry is read from data.shards; give it only with batches")
@@ -90,7 +105,18 @@ def for_training(
     return TrainedOn(geometry, source, shard_format=None, **subsampled)
 
 
-def _from_shards(spec: str, by: str, *, frame_stride: int, pixel_pool: int) -> TrainedOn:
+def _model_side(cfg: TrainConfig) -> dict[str, Any]:
+    """What the model saw of the clips, from the run's config."""
+    return {
+        "frame_stride": cfg.data.frame_stride,
+        "pixel_pool": cfg.pixel_pool,
+        "pixel_range": cfg.model.pixel_range,
+    }
+
+
+def _from_shards(
+    spec: str, by: str, *, frame_stride: int, pixel_pool: int, pixel_range: str
+) -> TrainedOn:
     """The geometry of the first shard of ``spec`` (unknown, with the reason, if unreadable)."""
     shards = list_shards(spec)
     if not shards:
@@ -101,7 +127,7 @@ def _from_shards(spec: str, by: str, *, frame_stride: int, pixel_pool: int) -> T
     except ValueError as e:
         geometry, source = None, f"unknown: {e}"
         log.warning("the run record has no clip geometry: %s", e)
-    return TrainedOn(geometry, source, frame_stride, pixel_pool, SHARD_FORMAT)
+    return TrainedOn(geometry, source, frame_stride, pixel_pool, SHARD_FORMAT, pixel_range)
 
 
 def record_path(run: str | Path) -> Path:
@@ -127,6 +153,13 @@ def read_record(run: str | Path) -> TrainedOn:
         raise ValueError(f"{path}: not a run record ({e})") from None
     if record.geometry is None:
         raise ValueError(f"{path}: the clip geometry is {record.geometry_source}; {fix}")
+    if record.pixel_range is None:
+        log.warning(
+            "%s: no pixel range (a run from before ranges were recorded, when [0, 1] was the "
+            "only one): read as %s",
+            path,
+            pixels.LEGACY,
+        )
     return record
 
 
@@ -162,8 +195,7 @@ def record_run(run: str | Path, shards: str | None = None) -> TrainedOn:
     spec = shards or cfg.data.shards
     if not spec:
         raise ValueError(f"{config}: data.shards is empty; pass --shards")
-    subsampled = {"frame_stride": cfg.data.frame_stride, "pixel_pool": cfg.pixel_pool}
-    record = _from_shards(spec, " by blendkit-train record", **subsampled)
+    record = _from_shards(spec, " by blendkit-train record", **_model_side(cfg))
     if record.geometry is None:
         raise ValueError(f"{spec}: {record.geometry_source}")
     write_record(run, record)

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from blendkit.format import Geometry
-from trainer import run_record, train_state
+from trainer import pixels, run_record, train_state
 from trainer.config import ConfigError, TrainConfig, micro_batch, segment_batches
 from trainer.data.batch import Batch
 from trainer.data.device import prepare
@@ -69,8 +69,9 @@ def train(
     batches are skipped from its start), ``val_batches`` the validation set; both are for tests
     and experiments. With ``batches``, ``geometry`` states the clip geometry they stand for
     (the run record says so, or that it is unknown); without, it is read from the shards.
-    Summary keys: run_dir, model, start_step, steps, final_loss, val, samples_per_s,
-    params_sha256 (of the final weights, equal on every rank).
+    Summary keys: run_dir, model, start_step, steps, final_loss, val, loss_unit (final_loss and
+    val's losses are in the paper's unit, ``trainer.pixels``), samples_per_s, params_sha256 (of
+    the final weights, equal on every rank).
     """
     d, started = setup_distributed(cfg.device)
     try:
@@ -104,10 +105,13 @@ def _train(
     stream = data_stream(cfg.data, rank=d.rank, world_size=d.world_size, segment=segment,
                          batches=batches, start=consumed)  # fmt: skip
     logger = TrainLogger(run, d, start_step=step, steps=cfg.optim.steps, batch=cfg.optim.batch,
-                         progress=cfg.progress, desc=f"{kind} {run.name}")  # fmt: skip
+                         progress=cfg.progress, desc=f"{kind} {run.name}",
+                         pixel_range=cfg.model.pixel_range)  # fmt: skip
     val_cache = list(val_injected) if val_injected is not None else None
     has_val = bool(cfg.val_shards) or val_cache is not None
-    prep = functools.partial(prepare, device=d.device, pixel_pool=cfg.pixel_pool)
+    prep = functools.partial(
+        prepare, device=d.device, pixel_pool=cfg.pixel_pool, pixel_range=cfg.model.pixel_range
+    )
     autocast = _autocast(cfg.bf16 and cuda)
     start_step, final_loss, val_summary = step, None, None
 
@@ -139,8 +143,9 @@ def _train(
         # ------------------------------------------------------------ validate
         if has_val and d.main and (step % cfg.eval_every == 0 or done):
             source = val_cache if val_cache is not None else _val_batches(cfg)
-            val_summary = validation_loss(model, kind, source, prep, autocast)
-            logger.validation(step, val_summary)
+            val_summary = logger.validation(
+                step, validation_loss(model, kind, source, prep, autocast)
+            )
         # ------------------------------------------------------------ checkpoint
         if step % cfg.ckpt_every == 0 or done:
             train_state.save(run.root, state, cfg, record, d, step=step, consumed=consumed)
@@ -152,6 +157,7 @@ def _train(
         "steps": step,
         "final_loss": final_loss,
         "val": val_summary,
+        "loss_unit": pixels.LOSS_UNIT,
         "samples_per_s": logger.samples_per_s(step),
         "params_sha256": train_state.params_digest(model),  # equal on every rank
     }

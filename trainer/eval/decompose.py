@@ -39,6 +39,7 @@ from torch import Tensor
 
 from blendkit.decode import DecodeError, VideoDecoder, probe
 from blendkit.format import Geometry
+from trainer import pixels
 from trainer.audio_features import log_mel
 from trainer.data import DataConfig
 from trainer.eval.runs import LoadedRun, load_run
@@ -186,7 +187,7 @@ def decompose(
                 if t == 0:
                     break
                 clip = _pad_time(_channels_first(frames).unsqueeze(0), window)  # (1, 3, W, S, S)
-                clip = clip.to(loaded.device).float() / 255
+                clip = pixels.to_model(clip.to(loaded.device).float() / 255, loaded.pixel_range)
                 audio = None
                 if use_audio:
                     audio = _window_audio(
@@ -197,7 +198,7 @@ def decompose(
                 prev_last = outputs[:, :, -1:]
                 windows.append({"start": start, "frames": t, "chosen": chosen})
                 for i, writer in enumerate(writers):
-                    writer.write(_to_uint8(outputs[i]))
+                    writer.write(_to_uint8(pixels.to_display(outputs[i], loaded.pixel_range)))
                 source.write(frames)
                 written += t
     finally:

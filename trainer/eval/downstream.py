@@ -39,6 +39,7 @@ from blendkit.format.manifest import labels
 from trainer.data import DataConfig
 from trainer.data.device import prepare
 from trainer.data.validation import validation_batches
+from trainer.pixels import LOADER
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,8 @@ def _clips_and_labels(shards: str | Path) -> tuple[Tensor, list[str]]:
     clips: list[Tensor] = []
     names: list[str] = []
     for raw in validation_batches(DataConfig(shards=str(shards)), shards, batch_size=8):
-        batch = prepare(raw, torch.device("cpu"), pixel_pool=1, channels_last=False)  # float
+        cpu = torch.device("cpu")
+        batch = prepare(raw, cpu, pixel_pool=1, pixel_range=LOADER, channels_last=False)  # [0, 1]
         for which, column in (("v1", 0), ("v2", 1)):
             small = F.interpolate(batch[which], size=[16, 32, 32], mode="trilinear")
             for i, key in enumerate(batch["key"]):

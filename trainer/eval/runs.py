@@ -4,8 +4,9 @@ A run directory is what ``trainer.train.train`` writes (``trainer.run_dir``): ``
 (the resolved ``TrainConfig``), ``RUN/trained_on.json`` (``trainer.run_record``) and
 ``RUN/checkpoints/step-%09d.pt`` (a dict with ``model``, ``step``, ...). ``load_run`` rebuilds
 the model with ``build_model(cfg.model_name, cfg.model)`` and loads the newest checkpoint's
-weights. The clip geometry comes from the run's record, never from its training shards; a run
-without one is refused in one line.
+weights. The clip geometry and the pixel range come from the run's record, never from its
+training shards; a run without a record is refused in one line, and one whose record and config
+disagree on the range too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ class LoadedRun:
     step: int
     checkpoint: Path
     device: torch.device
+
+    @property
+    def pixel_range(self) -> str:
+        """The range its model takes and gives (``trainer.pixels``), as its record says."""
+        return self.record.range
 
     @property
     def kind(self) -> str:
@@ -78,6 +84,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     if path is None:
         raise ValueError(f"{run}: run has no checkpoint in {run / ckpt.CHECKPOINT_DIR}")
     record = read_record(run)
+    if record.range != cfg.model.pixel_range:
+        raise ValueError(
+            f"{run}: trained_on.json says pixels in {record.range}, config.json "
+            f"{cfg.model.pixel_range}; the run folder was edited"
+        )
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     state = ckpt.load(path, map_location="cpu")
     model = build_model(cfg.model_name, cfg.model)

@@ -3,7 +3,7 @@
 Each function takes the per-run ``metrics`` dicts of ``trainer.eval.scoring.evaluate_run`` (the
 content of ``eval.json``) and returns a markdown table; the paper's value sits in its own
 column (``trainer.paper``) so a reader compares row by row. Losses are the paper's l summed
-over the two targets (eq. 4), accuracies in percent.
+over the two targets (eq. 4) in the paper's unit (``trainer.pixels``), accuracies in percent.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from blendkit.format import BOTH, OCCLUSION, TRANSPARENT, Geometry
-from trainer import paper
+from trainer import paper, pixels
 from trainer.models.registry import NO_CONTROL, control_of
 
 
@@ -31,6 +31,13 @@ def _row(cells: list[str]) -> str:
 
 def _header(cells: list[str]) -> list[str]:
     return [_row(cells), _row(["---"] * len(cells))]
+
+
+def units_line(runs: list[dict[str, Any]]) -> str:
+    """The report's one statement of the loss unit, with the ranges the runs computed in."""
+    ranges = sorted({m.get("pixel_range", pixels.LEGACY) for m in runs})
+    notes = "; ".join(f"runs in {r}: {pixels.how_reported(r)}" for r in ranges)
+    return f"Every loss is in the paper's unit, pixels in [-1, 1] ({notes})."
 
 
 def table1(runs: list[dict[str, Any]]) -> str:
@@ -185,6 +192,7 @@ def report(
         "Loss: the paper's l (L1 + spatial-gradient L1, per-element means) summed over the two "
         "targets under the best output assignment (eq. 4); lower is better. Paper numbers are "
         "for Kinetics-600 at 64x128x128 and full-width models trained for 124k steps.",
+        units_line(runs),
         "",
         "Runs: " + ", ".join(f"`{m['run']}` (step {m['step']})" for m in runs),
         "",
