@@ -17,6 +17,7 @@ from trainer.eval import tables
 from trainer.eval.audio_shift import DEFAULT_OFFSETS_S
 from trainer.eval.downstream import Classifier, read_labels
 from trainer.eval.figures import write_figures
+from trainer.eval.report_page import build_report_page, write_report_pages
 from trainer.eval.runs import LoadedRun, common_geometry, load_run, resolve_device
 from trainer.eval.scoring import evaluate_run
 from trainer.eval.types import RunResult
@@ -84,7 +85,8 @@ def write_files(
     eval_paths, figure_paths = [], {}
     for result, dest in zip(results, dests, strict=True):
         dest.mkdir(parents=True, exist_ok=True)
-        figure_paths[result.run.name] = write_figures(result, dest, geometry.fps)
+        fps = result.run.record.model_input.fps  # what the model saw: every stride-th frame
+        figure_paths[result.run.name] = write_figures(result, dest, fps)
         path = dest / "eval.json"
         metrics = {**result.metrics, "figures": figure_paths[result.run.name]}
         path.write_text(json.dumps(metrics, indent=1) + "\n")
@@ -96,6 +98,8 @@ def write_files(
         text = tables.report(metrics, figure_paths, folder, shards, geometry, max_samples)
         (folder / "report.md").write_text(text)
         reports.append(folder / "report.md")
+    page = build_report_page(results, metrics, figure_paths, shards, geometry, max_samples)
+    pages = write_report_pages(page, report_dirs)  # report.html beside each report.md
     if out is not None and len(loaded) > 1:
         combined = Path(out) / "eval.json"
         combined.write_text(json.dumps({"runs": metrics}, indent=1) + "\n")
@@ -103,6 +107,7 @@ def write_files(
     return {
         "runs": metrics,
         "reports": [str(p) for p in reports],
+        "pages": [str(p) for p in pages],
         "eval_json": [str(p) for p in eval_paths],
         "figures": figure_paths,
     }

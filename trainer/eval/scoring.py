@@ -22,7 +22,7 @@ from trainer.eval.audio_shift import DEFAULT_OFFSETS_S, shifted_correct
 from trainer.eval.downstream import Classifier, Table3, score_batch
 from trainer.eval.runs import LoadedRun
 from trainer.eval.summary import summarise
-from trainer.eval.types import Example, RunResult
+from trainer.eval.types import Example, ExampleClips, RunResult
 from trainer.losses import PITLoss, deterministic_loss, pairwise_loss
 from trainer.losses.pit import PITResult
 from trainer.metrics import chosen_output, control_correct, identity_loss
@@ -56,6 +56,7 @@ class _Kept:
     examples: list[Example] = field(default_factory=list)
     videos: list[dict[str, Any]] = field(default_factory=list)
     per_blend: dict[str, int] = field(default_factory=dict)
+    seen: int = 0  # samples of the pass before this batch
 
 
 def evaluate_run(
@@ -91,7 +92,7 @@ def evaluate_run(
                         scored.has_audio,
                     )
                 )  # fmt: skip
-            _keep(kept, batch, scored, controlled)
+            _keep(kept, batch, scored, controlled, raw.get("a1_wave"))
             if table3 is not None:
                 cpu = {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in batch.items()}
                 decomposed = {loaded.name: (scored.outputs.cpu(), scored.match.assignment.cpu())}
@@ -148,8 +149,12 @@ def sample_rows(batch: Batch, s: Scored) -> list[dict[str, Any]]:
     return rows
 
 
-def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool) -> None:
-    """Keep the first ``n_examples`` samples of each blend kind and the first ``n_videos``."""
+def _keep(
+    kept: _Kept, batch: Batch, s: Scored, controlled: bool, audio: Tensor | None = None
+) -> None:
+    """Keep the first ``n_examples`` samples of each blend kind (a middle frame for the figures,
+    the whole clips for the HTML report) and the first ``n_videos``. ``audio``: V1's waveforms
+    (B, N) as the loader gave them, when it did."""
     terms = _terms(s.out)
     t_mid = s.outputs.shape[3] // 2
     for i in range(s.outputs.shape[0]):
@@ -168,6 +173,8 @@ def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool) -> None:
                     terms=None if terms is None else terms[i, :, :, :, t_mid].float().cpu(),
                     chosen=int(s.chosen[i]) if controlled else None,
                     correct=bool(s.correct[i]) if controlled and bool(s.has_audio[i]) else None,
+                    index=kept.seen + i,
+                    clips=_clips(batch, s, terms, i, audio),
                 )
             )
         if len(kept.videos) < kept.n_videos:
@@ -181,6 +188,22 @@ def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool) -> None:
                     "outputs": [_uint8(o) for o in s.outputs[i]],
                 }
             )
+    kept.seen += s.outputs.shape[0]
+
+
+def _clips(
+    batch: Batch, s: Scored, terms: Tensor | None, i: int, audio: Tensor | None
+) -> ExampleClips:
+    """Sample ``i``'s whole clips as displayable uint8 (``_uint8``), and V1's sound."""
+    has_audio = audio is not None and bool(s.has_audio[i])
+    return ExampleClips(
+        mix=_uint8(batch["mix"][i]),
+        v1=_uint8(batch["v1"][i]),
+        v2=_uint8(batch["v2"][i]),
+        outputs=[_uint8(o) for o in s.outputs[i]],
+        terms=None if terms is None else [[_uint8(t) for t in row] for row in terms[i]],
+        audio=audio[i].float().cpu().numpy() if has_audio else None,
+    )
 
 
 def _chosen(
