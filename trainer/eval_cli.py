@@ -47,7 +47,8 @@ def eval_command(
     batch_size: int = typer.Option(4, "--batch-size"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
 ) -> None:
-    """Tables 1-3 and Figures 5-7, 10 of the paper for one or several runs."""
+    """Tables 1-3 and Figures 5-7, 10 of the paper for one or several runs (report.md), and
+    report.html, whose examples play."""
     from trainer.eval.evaluation import evaluate
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -74,6 +75,8 @@ def eval_command(
         typer.echo(line)
     for path in summary["reports"]:
         typer.echo(f"report: {path}")
+    for path in summary["pages"]:
+        typer.echo(f"page: {path}")
 
 
 @app.command()
@@ -86,7 +89,7 @@ def decompose(
     ),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Write the n output layers of VIDEO as mp4s (and the audio-selected one for C3)."""
+    """Write the n output layers of VIDEO as mp4s and a page that plays them (decompose.html)."""
     from trainer.eval.decompose import decompose as run_decompose
 
     try:
@@ -100,6 +103,7 @@ def decompose(
             typer.echo("no soundtrack: no output selected")
         else:
             typer.echo(f"audio selects layer_{control['overall'] + 1}.mp4")
+    typer.echo(f"page: {summary['page']}")
 
 
 @app.command()

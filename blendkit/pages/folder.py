@@ -77,7 +77,6 @@ def write_page_file(page: Page, path: Path) -> Path:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     _clear_generated(folder / media_dir)
-    (folder / media_dir).mkdir(exist_ok=True)
     return _write(page, folder, path.name, media_dir)
 
 
@@ -103,6 +102,7 @@ def _write(page: Page, folder: Path, index_name: str, media_dir: str) -> Path:
             names[id(media)] = in_place
             continue
         names[id(media)] = name = generator.next(media.ext)
+        (folder / media_dir).mkdir(exist_ok=True)
         if media.data is not None:
             (folder / name).write_bytes(media.data)
         else:

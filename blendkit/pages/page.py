@@ -172,6 +172,11 @@ class SyncGroup:
         self.clips.append(clip)
         return clip
 
+    def add_track(self, track: Track) -> Track:
+        """Add a track made elsewhere (e.g. ``Track(Media.file(path), "soundtrack")``)."""
+        self.tracks.append(track)
+        return track
+
 
 @dataclass
 class Table:
