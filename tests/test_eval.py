@@ -12,6 +12,7 @@ import wave
 from pathlib import Path
 
 import av
+import fsspec
 import numpy as np
 import pytest
 import torch
@@ -264,6 +265,49 @@ def test_report_tables_are_read_back_from_the_markdown():
     assert columns == ["a", "b"] and rows == [["1", "x y"], ["2", "-"]]
     with pytest.raises(ValueError, match="one width"):
         markdown_table("| a | b |\n| --- | --- |\n| run | odd | name | 1 |")
+
+
+def test_evaluate_from_file_and_memory_urls(shards, runs, tmp_path):
+    """``blendkit-eval eval --shards`` takes a ``file://`` URL, and ``evaluate`` a
+    ``memory://`` folder URL: the same samples and numbers as the local folder (evaluation reads
+    with ``workers=0``, in this process)."""
+    from typer.testing import CliRunner
+
+    from trainer.eval_cli import app
+
+    torch.set_num_threads(1)
+    fs = fsspec.filesystem("memory")
+    root = f"/blendkit-eval-{tmp_path.name}"
+    for path in sorted(shards[0].glob("*.tar")):
+        fs.pipe(f"{root}/val/{path.name}", path.read_bytes())
+    args = {"max_samples": 2, "offsets_s": (0.0,)}
+    try:
+        evaluate([runs["c2"]], shards[0], tmp_path / "local", **args)
+        evaluate([runs["c2"]], f"memory://{root}/val", tmp_path / "memory", **args)
+    finally:
+        fs.rm(root, recursive=True)
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(runs["c2"]),
+            "--shards",
+            f"file://{shards[0]}",
+            "--out",
+            str(tmp_path / "file"),
+        ]
+        + ["--max-samples", "2", "--offsets", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"page: {tmp_path / 'file' / 'report.html'}" in result.output
+    rows = [
+        json.loads((tmp_path / n / "eval.json").read_text()) for n in ("local", "memory", "file")
+    ]
+    assert rows[0]["per_sample"] == rows[1]["per_sample"] == rows[2]["per_sample"]
+    assert [r["key"] for r in rows[0]["per_sample"]] == ["000000000", "000000001"]
+    result = CliRunner().invoke(app, ["eval", str(runs["c2"]), "--shards", "memory://absent/x"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: no shards found for 'memory://absent/x'"
 
 
 def test_control_rule_on_a_constructed_case():

@@ -34,7 +34,9 @@ def _offsets(text: str) -> tuple[float, ...]:
 @app.command("eval")
 def eval_command(
     runs: list[Path] = typer.Argument(..., help="run directories (RUN/config.json, checkpoints)"),
-    shards: Path = typer.Option(..., "--shards", help="validation shard directory"),
+    shards: str = typer.Option(
+        ..., "--shards", help="validation shards: folder, pattern, list or URL (s3://, gs://)"
+    ),
     out: Path = typer.Option(None, "--out", help="output folder (default: RUN/eval)"),
     max_samples: int = typer.Option(None, "--max-samples", help="first N validation samples"),
     offsets: str = typer.Option(
@@ -108,7 +110,7 @@ def decompose(
 
 @app.command()
 def classifier(
-    shards: Path = typer.Argument(..., help="shards whose json holds v1/v2 labels"),
+    shards: str = typer.Argument(..., help="shards whose json holds v1/v2 labels (path or URL)"),
     out: Path = typer.Option(..., "--out", help="TorchScript file to write (NAME.pt)"),
     steps: int = typer.Option(300, "--steps"),
 ) -> None:

@@ -25,7 +25,7 @@ from trainer.eval.types import RunResult
 
 def evaluate(
     runs: list[Path],
-    shards: Path,
+    shards: str | Path,
     out: Path | None = None,
     max_samples: int | None = None,
     *,
@@ -37,22 +37,22 @@ def evaluate(
     n_examples: int = 3,
     n_videos: int = 2,
 ) -> dict[str, Any]:
-    """Evaluate ``runs`` on the fixed validation set of ``shards``; write reports and figures.
+    """Evaluate ``runs`` on the fixed validation set of ``shards`` (any spec
+    ``blendkit.format.list_shards`` takes: a folder, pattern, list file or fsspec URL); write
+    reports, figures and ``report.html``.
 
     Where files go: with ``out`` None, each run's ``RUN/eval/`` gets its ``eval.json``, figures,
     videos and a ``report.md`` holding the side-by-side tables of all runs evaluated together.
     With ``out``, one run writes everything into ``out``; several runs write their files into
     ``out/<run dir name>/`` and the combined ``report.md`` and ``eval.json`` into ``out``.
     ``classifier`` (a TorchScript file; ``labels`` defaults to ``NAME.labels.json``) adds
-    Table 3. Returns {"runs": [metrics without per-sample rows], "reports", "eval_json",
-    "figures"}.
+    Table 3. Returns {"runs": [metrics without per-sample rows], "reports", "pages" (each
+    ``report.html``), "eval_json", "figures"}.
     """
     if not runs:
         raise ValueError("no run to evaluate")
-    shards = Path(shards)
-    if not shards.exists():
-        raise FileNotFoundError(f"{shards}: no such shard directory")
-    list_shards(str(shards))  # raises FileNotFoundError when it holds no shard
+    shards = str(shards)  # a folder, pattern, list or URL (s3://, gs://, file://, memory://)
+    list_shards(shards)  # raises FileNotFoundError naming the spec when it lists no shard
     dev = resolve_device(device)
     loaded = [load_run(r, dev) for r in runs]  # fail on any bad run before the long pass
     common_geometry(loaded)  # one validation set fits one clip geometry
@@ -76,7 +76,7 @@ def _destinations(loaded: list[LoadedRun], out: Path | None) -> tuple[list[Path]
 
 
 def write_files(
-    results: list[RunResult], shards: Path, out: Path | None, max_samples: int | None
+    results: list[RunResult], shards: str | Path, out: Path | None, max_samples: int | None
 ) -> dict[str, Any]:
     """Each run's figures and ``eval.json``, the report(s), and the combined ``eval.json``."""
     loaded = [r.run for r in results]
