@@ -256,7 +256,8 @@ def test_report_page_and_videos_at_the_model_input_rate(tmp_path):
     assert re.findall(r"control: (right|wrong)</span>", html) == outcomes
     badges = re.findall(r'class="clip tone-(good|bad)">.*?class="badge">chosen: (\w+)<', html)
     assert [b for _, b in badges] == outcomes
-    for caption in ("Table 1", "Table 2", "Figure 10", "\u03b21" + "2 L2", "terms of O2"):
+    captions = ("Table 1", "Table 2", "Figure 10", "\u03b212 L2", "O2 = \u03a3j \u03b22j Lj")
+    for caption in captions:
         assert caption in html, caption
 
 

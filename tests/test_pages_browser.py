@@ -31,12 +31,13 @@ from blendkit.pages.encode import DisplayVideoWriter
 from tests import page_checks as pc
 from tests.browser import Browser
 from tests.media import frame_image, make_video
-from tests.test_eval import T, make_run, write_shards
+from tests.test_eval import make_run, write_shards
 from tests.tiny_shards import FPS, FRAMES, HOSTILE_LABEL, write_tiny_shards
 from trainer.eval import decompose, evaluate
 
 FIRST = "#s2g1"  # the first synced group of the inspect page (section 2, group 1)
 CODED = ".clip:nth-child(-n+3) video"  # mix, v1, v2 carry frame codes; alpha does not
+EVAL_FRAMES = 32  # frames of the clips of the evaluated shards
 
 
 def report_like_page(folder: Path, tmp: Path) -> Path:
@@ -228,11 +229,12 @@ def test_a_request_outside_the_folder_is_caught(browser, server):
 
 @pytest.fixture(scope="module")
 def trainer_pages(site, tmp_path_factory) -> dict:
-    """report.html of a tiny C3 run evaluated on 4 samples (2 per blend kind), and
-    decompose.html of a 40-frame video with sound, both in the served site."""
+    """report.html of a tiny C3 run evaluated on 4 samples (2 per blend kind) of 32-frame clips
+    (1.28 s: no clip loops round while the play check samples it), and decompose.html of a
+    40-frame video with sound, both in the served site."""
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("trained")
-    write_shards(tmp / "shards")
+    write_shards(tmp / "shards", frames=EVAL_FRAMES)
     run = make_run(tmp, tmp / "shards", "c3_internal")
     evaluate([run], tmp / "shards", site / "eval", offsets_s=(0.0,))
     make_video(tmp / "in.mp4", n_frames=40, width=50, height=40, audio=True)
@@ -248,7 +250,7 @@ def test_eval_report_page_plays_in_sync_with_the_control_sound(browser, server, 
     _check_media(tab, n * (trainer_pages["videos"] + 1))  # every clip, and V1's sound
     group = "#s2g1"  # the first example of the first run
     assert tab.evaluate(f"document.querySelector('{group} .sound').value") == "0"
-    _check_seeks(tab, group, None, frames=T, fps=FPS, sound=True)
+    _check_seeks(tab, group, None, frames=EVAL_FRAMES, fps=FPS, sound=True)
     _check_play_pause(tab, group)
     marked = tab.evaluate("document.querySelectorAll('.clip.tone-good, .clip.tone-bad').length")
     assert marked == n  # the chosen output of every example (all have V1's sound)

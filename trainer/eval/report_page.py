@@ -83,14 +83,17 @@ def _tables(section: Section, runs: list[dict[str, Any]], figures: dict[str, dic
             section.figure(paths["fig10"], caption=f"Figure 10: {name}")
 
 
-def _subtitle(runs: list[dict[str, Any]], shards: str, geometry: Geometry, limit) -> str:
+def _subtitle(
+    runs: list[dict[str, Any]], shards: str, stored: Geometry, seen: Geometry, limit
+) -> str:
     counts = runs[0]["samples"]
     first = f", first {limit}" if limit else ""
     return (
-        f"{', '.join(m['name'] + ' step ' + str(m['step']) for m in runs)} on {shards}: "
+        f"{', '.join(m['name'] + ' at step ' + str(m['step']) for m in runs)} on {shards}: "
         f"{counts.get(TRANSPARENT, 0)} transparent and {counts.get(OCCLUSION, 0)} occlusion "
-        f"validation samples{first}; clips of {geometry.frames} frames at {geometry.fps:g} fps, "
-        f"{geometry.height}x{geometry.width} as stored"
+        f"validation samples{first}. Clips of {stored.frames} frames at {stored.fps:g} fps, "
+        f"{stored.height}x{stored.width}, as stored; as the model saw them (and as they play "
+        f"here): {seen.frames} frames at {seen.fps:g} fps, {seen.height}x{seen.width}."
     )
 
 
@@ -106,7 +109,7 @@ def build_report_page(
     """The page of one evaluation: ``runs`` are the runs' metrics (``eval.json`` without the
     per-sample rows), ``figures`` each run's figure paths (``write_figures``)."""
     seen = results[0].run.record.model_input
-    page = Page("Evaluation report", _subtitle(runs, str(shards), geometry, max_samples))
+    page = Page("Evaluation report", _subtitle(runs, str(shards), geometry, seen, max_samples))
     page.clip_width = clip_width(seen)
     _tables(page.section("Tables"), runs, figures)
     todo = [(r, e) for r in results for e in r.examples if e.clips is not None]
@@ -172,7 +175,7 @@ def add_example(section: Section, example: Example, result: RunResult, controlle
         meta=_meta(example, row, controlled),
         tone=tone,
     )
-    given = "mixture and targets"
+    given = "input and targets"
     group.video(clips.mix, "V", caption="input", row=given)
     group.video(clips.v1, "V1", caption="target", row=given)
     group.video(clips.v2, "V2", caption="target", row=given)
@@ -183,7 +186,8 @@ def add_example(section: Section, example: Example, result: RunResult, controlle
         group.video(output, f"O{i + 1}", tone=tone, badge=badge, caption=caption, row="outputs")
     for i, terms in enumerate(clips.terms or []):
         for j, term in enumerate(terms):
-            group.video(term, f"\u03b2{i + 1}{j + 1} L{j + 1}", row=f"terms of O{i + 1}")
+            row = f"O{i + 1} = \u03a3j \u03b2{i + 1}j Lj"  # Figure 6: the row sums to O_i
+            group.video(term, f"\u03b2{i + 1}{j + 1} L{j + 1}", row=row)
     if controlled and clips.audio is not None:
         group.audio(clips.audio, record.geometry.audio_rate, "A1", caption="V1's sound: control")
         group.sound = 0
