@@ -11,6 +11,12 @@ to the same frame (the frame each video *shows*, read back through a canvas, and
 playing keeps them within one frame and pausing lines them up; the filter shows only the chosen
 kind; nothing is requested from outside the page's folder, and nothing breaks the page's
 Content-Security-Policy or throws.
+
+The same on the trainer's pages, made from a tiny C3 run (``tests.test_eval``'s fixtures): the
+``report.html`` of its evaluation, served (every example's clips and V1's sound, which follows
+the videos and stays within a frame of them after each seek; the chosen output of every example
+marked; the tables and Figure 10's image load), and the ``decompose.html`` of a video with sound,
+opened from disk (it points at ``decompose``'s own files).
 """
 
 from __future__ import annotations
