@@ -309,6 +309,19 @@ def test_evaluate_from_file_and_memory_urls(shards, runs, tmp_path):
     result = CliRunner().invoke(app, ["eval", str(runs["c2"]), "--shards", "memory://absent/x"])
     assert result.exit_code == 2
     assert result.output.strip() == "error: no shards found for 'memory://absent/x'"
+    (tmp_path / "mine").mkdir()  # a report.html of the user's own is never overwritten
+    (tmp_path / "mine" / "report.html").write_text("<p>mine</p>")
+    result = CliRunner().invoke(
+        app,
+        ["eval", str(runs["c2"]), "--shards", str(shards[0]), "--out", str(tmp_path / "mine")]
+        + ["--max-samples", "1", "--offsets", "0"],
+    )
+    assert (
+        result.exit_code == 2 and (tmp_path / "mine" / "report.html").read_text() == "<p>mine</p>"
+    )
+    assert result.output.strip().endswith(
+        "report.html: exists and is not a page; choose another name"
+    )
 
 
 def test_control_rule_on_a_constructed_case():

@@ -66,7 +66,7 @@ def eval_command(
             batch_size=batch_size,
             device=device,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         fail(str(e))
     for m in summary["runs"]:
         loss, ident = m["loss"], m["identity_loss"]
@@ -96,7 +96,7 @@ def decompose(
 
     try:
         summary = run_decompose(run, video, out, window=window, device=device)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         fail(str(e))
     typer.echo(f"{summary['frames']} frames at {summary['fps']:g} fps -> {out}")
     control = summary["control"]
