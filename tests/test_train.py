@@ -6,12 +6,14 @@ Tiny shapes throughout: T=8 frames of 32x32, width 1/16 networks, 16 mel bands.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import socket
 from itertools import islice
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 import torch
@@ -477,3 +479,71 @@ def test_ddp_ranks_read_disjoint_shards_and_end_with_identical_weights(tmp_path)
     assert shards_of == [{0, 2}, {1, 3}]  # split_by_node: every other shard, disjoint
     assert sorted(r0["keys"] + r1["keys"]) == [f"{i:09d}" for i in range(8)]
     assert r0["summary"]["params_sha256"] == r1["summary"]["params_sha256"]
+
+
+# ----------------------------------------------------------------------------- object stores
+
+
+def _to_memory(shards: Path, root: str) -> str:
+    """Copy a shard folder into fsspec's in-process memory filesystem; its folder URL."""
+    fs = fsspec.filesystem("memory")
+    for path in sorted(shards.glob("*.tar")):
+        fs.pipe(f"{root}/{path.name}", path.read_bytes())
+    return f"memory://{root}"
+
+
+def test_train_from_file_and_memory_urls_reads_the_same_batches(tmp_path):
+    """``data.shards`` and ``val_shards`` as a ``file://`` folder URL, a ``memory://`` folder
+    URL and brace ranges of them: the same stream as the local path, read by a forked loader
+    worker (``data.workers=1``: the memory store is filled before the loader forks)."""
+    shards = _write_shards(tmp_path / "shards")
+    memory = _to_memory(shards, f"/blendkit-train-{tmp_path.name}")
+    opts = ["val_batches=1", "data.workers=1", "data.shuffle_buffer=4", "optim.batch=2"]
+    opts += ["eval_every=2", "ckpt_every=2", "optim.steps=2"]
+    specs = {
+        "local": (str(shards), str(shards)),
+        "file": (f"file://{shards}", f"file://{shards}/shard-{{000000..000001}}.tar"),
+        "memory": (memory, f"{memory}/shard-{{000000..000001}}.tar"),
+    }
+    try:
+        for name, (train_spec, val_spec) in specs.items():
+            cfg = small_cfg(tmp_path / name, "c2", f"data.shards={train_spec}", *opts)
+            train(apply_overrides(cfg, [f"val_shards={val_spec}"]))
+        assert metrics(tmp_path / "file") == metrics(tmp_path / "local")
+        assert metrics(tmp_path / "memory") == metrics(tmp_path / "local")
+        val = [(tmp_path / n / "val.jsonl").read_text() for n in specs]
+        assert val[0] == val[1] == val[2] and val[0]
+        assert read_record(tmp_path / "memory").geometry_source == (
+            f"read from {memory}/shard-000000.tar"
+        )
+        with pytest.raises(
+            ConfigError, match=r"data.shards: shard memory://.*002.tar does not exist and 1 more"
+        ):
+            train(
+                small_cfg(
+                    tmp_path / "bad", "c2", f"data.shards={memory}/shard-{{000000..000003}}.tar"
+                )
+            )
+    finally:
+        fsspec.filesystem("memory").rm(memory.removeprefix("memory://"), recursive=True)
+
+
+def test_check_shards_names_missing_shards_and_missing_protocol_packages(tmp_path, monkeypatch):
+    from trainer.data.stream import check_shards
+
+    shards = _write_shards(tmp_path / "shards", n_shards=1, per_shard=1)
+    check_shards("data.shards", f"file://{shards}/shard-{{000000..000000}}.tar")
+    with pytest.raises(ConfigError, match=r"val_shards: shard file://.*001.tar does not exist and"):
+        check_shards("val_shards", f"file://{shards}/shard-{{000000..000002}}.tar")
+    with pytest.raises(ConfigError, match="data.shards: no shards found for .*no such file"):
+        check_shards("data.shards", str(tmp_path / "absent"))
+    monkeypatch.setitem(  # a protocol whose package is not installed (as s3fs, gcsfs may not be)
+        importlib.import_module("fsspec.registry").known_implementations,
+        "nosuchfs",
+        {"class": "nosuchfs_package.FileSystem", "err": "Install nosuchfs_package to read it"},
+    )
+    with pytest.raises(ConfigError) as info:
+        check_shards("data.shards", "nosuchfs://bucket/k600/shard-{000000..000009}.tar")
+    assert str(info.value) == (
+        "data.shards: nosuchfs://bucket/k600/shard-000000.tar: Install nosuchfs_package to read it"
+    )

@@ -35,7 +35,9 @@ def _offsets(text: str) -> tuple[float, ...]:
 @app.command("eval")
 def eval_command(
     runs: list[Path] = typer.Argument(..., help="run directories (RUN/config.json, checkpoints)"),
-    shards: Path = typer.Option(..., "--shards", help="validation shard directory"),
+    shards: str = typer.Option(
+        ..., "--shards", help="validation shards: folder, pattern, list or URL (s3://, gs://)"
+    ),
     out: Path = typer.Option(None, "--out", help="output folder (default: RUN/eval)"),
     max_samples: int = typer.Option(None, "--max-samples", help="first N validation samples"),
     offsets: str = typer.Option(
@@ -48,7 +50,8 @@ def eval_command(
     batch_size: int = typer.Option(4, "--batch-size"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
 ) -> None:
-    """Tables 1-3 and Figures 5-7, 10 of the paper for one or several runs."""
+    """Tables 1-3 and Figures 5-7, 10 of the paper for one or several runs (report.md), and
+    report.html, whose examples play."""
     from trainer.eval.evaluation import evaluate
     from trainer.pixels import LOSS_UNIT
 
@@ -65,7 +68,7 @@ def eval_command(
             batch_size=batch_size,
             device=device,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         fail(str(e))
     typer.echo(f"loss unit: {LOSS_UNIT}")
     for m in summary["runs"]:
@@ -77,6 +80,8 @@ def eval_command(
         typer.echo(line)
     for path in summary["reports"]:
         typer.echo(f"report: {path}")
+    for path in summary["pages"]:
+        typer.echo(f"page: {path}")
 
 
 @app.command()
@@ -89,12 +94,12 @@ def decompose(
     ),
     device: str = typer.Option("auto", "--device"),
 ) -> None:
-    """Write the n output layers of VIDEO as mp4s (and the audio-selected one for C3)."""
+    """Write the n output layers of VIDEO as mp4s and a page that plays them (decompose.html)."""
     from trainer.eval.decompose import decompose as run_decompose
 
     try:
         summary = run_decompose(run, video, out, window=window, device=device)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         fail(str(e))
     typer.echo(f"{summary['frames']} frames at {summary['fps']:g} fps -> {out}")
     control = summary["control"]
@@ -103,6 +108,7 @@ def decompose(
             typer.echo("no soundtrack: no output selected")
         else:
             typer.echo(f"audio selects layer_{control['overall'] + 1}.mp4")
+    typer.echo(f"page: {summary['page']}")
 
 
 @app.command()
@@ -135,7 +141,7 @@ def baseline(
 
 @app.command()
 def classifier(
-    shards: Path = typer.Argument(..., help="shards whose json holds v1/v2 labels"),
+    shards: str = typer.Argument(..., help="shards whose json holds v1/v2 labels (path or URL)"),
     out: Path = typer.Option(..., "--out", help="TorchScript file to write (NAME.pt)"),
     steps: int = typer.Option(300, "--steps"),
 ) -> None:

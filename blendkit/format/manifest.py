@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 from blendkit.format.layout import (
     GLOB_CHARS,
     MANIFEST,
-    fsspec_module,
     is_local,
     is_pipe,
     list_shards,
     local_path,
     open_url,
     shard_name,
+    url_to_fs,
 )
 from blendkit.format.members import META, FormatError
 from blendkit.format.meta import SampleMeta
@@ -82,7 +82,7 @@ def _manifest_url(folder: str) -> str | None:
     if is_local(folder):
         path = local_path(folder) / MANIFEST
         return str(path) if path.is_file() else None
-    fs, root = fsspec_module().core.url_to_fs(folder)
+    fs, root = url_to_fs(folder)
     path = f"{root.rstrip('/')}/{MANIFEST}"
     return fs.unstrip_protocol(path) if fs.isfile(path) else None
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from pathlib import Path
 
 import torch
 
+from blendkit.format.layout import missing_shards
 from blendkit.typed_config import ConfigError
 from trainer.data.batch import Batch
 from trainer.data.loader import Loader, make_loader
@@ -23,13 +23,14 @@ from trainer.data.stream_config import DataConfig
 
 
 def check_shards(key: str, spec: str) -> None:
-    """Fail early, naming the config key, when a shard spec lists local files that are missing."""
+    """Fail early, naming the config key, when a shard spec lists no shard or shards that are
+    missing (local paths, ``file://`` and fsspec URLs such as ``s3://``, ``gs://`` or
+    ``memory://``: the one listing, ``blendkit.format.layout``; ``pipe:`` commands are not
+    checked)."""
     try:
-        paths = list_shards(spec)
-    except FileNotFoundError as e:
+        missing = missing_shards(list_shards(spec))
+    except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"{key}: {e}") from None
-    missing = [p for p in paths if "://" not in p and not p.startswith("pipe:")]
-    missing = [p for p in missing if not Path(p).is_file()]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ConfigError(f"{key}: shard {missing[0]} does not exist{more}")

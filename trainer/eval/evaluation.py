@@ -17,6 +17,7 @@ from trainer.eval import tables
 from trainer.eval.audio_shift import DEFAULT_OFFSETS_S
 from trainer.eval.downstream import Classifier, read_labels
 from trainer.eval.figures import write_figures
+from trainer.eval.report_page import build_report_page, write_report_pages
 from trainer.eval.runs import LoadedRun, common_geometry, load_run, resolve_device
 from trainer.eval.scoring import evaluate_run
 from trainer.eval.types import RunResult
@@ -24,7 +25,7 @@ from trainer.eval.types import RunResult
 
 def evaluate(
     runs: list[Path],
-    shards: Path,
+    shards: str | Path,
     out: Path | None = None,
     max_samples: int | None = None,
     *,
@@ -36,22 +37,22 @@ def evaluate(
     n_examples: int = 3,
     n_videos: int = 2,
 ) -> dict[str, Any]:
-    """Evaluate ``runs`` on the fixed validation set of ``shards``; write reports and figures.
+    """Evaluate ``runs`` on the fixed validation set of ``shards`` (any spec
+    ``blendkit.format.list_shards`` takes: a folder, pattern, list file or fsspec URL); write
+    reports, figures and ``report.html``.
 
     Where files go: with ``out`` None, each run's ``RUN/eval/`` gets its ``eval.json``, figures,
     videos and a ``report.md`` holding the side-by-side tables of all runs evaluated together.
     With ``out``, one run writes everything into ``out``; several runs write their files into
     ``out/<run dir name>/`` and the combined ``report.md`` and ``eval.json`` into ``out``.
     ``classifier`` (a TorchScript file; ``labels`` defaults to ``NAME.labels.json``) adds
-    Table 3. Returns {"runs": [metrics without per-sample rows], "reports", "eval_json",
-    "figures"}.
+    Table 3. Returns {"runs": [metrics without per-sample rows], "reports", "pages" (each
+    ``report.html``), "eval_json", "figures"}.
     """
     if not runs:
         raise ValueError("no run to evaluate")
-    shards = Path(shards)
-    if not shards.exists():
-        raise FileNotFoundError(f"{shards}: no such shard directory")
-    list_shards(str(shards))  # raises FileNotFoundError when it holds no shard
+    shards = str(shards)  # a folder, pattern, list or URL (s3://, gs://, file://, memory://)
+    list_shards(shards)  # raises FileNotFoundError naming the spec when it lists no shard
     dev = resolve_device(device)
     loaded = [load_run(r, dev) for r in runs]  # fail on any bad run before the long pass
     common_geometry(loaded)  # one validation set fits one clip geometry
@@ -75,7 +76,7 @@ def _destinations(loaded: list[LoadedRun], out: Path | None) -> tuple[list[Path]
 
 
 def write_files(
-    results: list[RunResult], shards: Path, out: Path | None, max_samples: int | None
+    results: list[RunResult], shards: str | Path, out: Path | None, max_samples: int | None
 ) -> dict[str, Any]:
     """Each run's figures and ``eval.json``, the report(s), and the combined ``eval.json``."""
     loaded = [r.run for r in results]
@@ -84,7 +85,8 @@ def write_files(
     eval_paths, figure_paths = [], {}
     for result, dest in zip(results, dests, strict=True):
         dest.mkdir(parents=True, exist_ok=True)
-        figure_paths[result.run.name] = write_figures(result, dest, geometry.fps)
+        fps = result.run.record.model_input.fps  # what the model saw: every stride-th frame
+        figure_paths[result.run.name] = write_figures(result, dest, fps)
         path = dest / "eval.json"
         metrics = {**result.metrics, "figures": figure_paths[result.run.name]}
         path.write_text(json.dumps(metrics, indent=1) + "\n")
@@ -96,6 +98,8 @@ def write_files(
         text = tables.report(metrics, figure_paths, folder, shards, geometry, max_samples)
         (folder / "report.md").write_text(text)
         reports.append(folder / "report.md")
+    page = build_report_page(results, metrics, figure_paths, shards, geometry, max_samples)
+    pages = write_report_pages(page, report_dirs)  # report.html beside each report.md
     if out is not None and len(loaded) > 1:
         combined = Path(out) / "eval.json"
         combined.write_text(json.dumps({"runs": metrics}, indent=1) + "\n")
@@ -103,6 +107,7 @@ def write_files(
     return {
         "runs": metrics,
         "reports": [str(p) for p in reports],
+        "pages": [str(p) for p in pages],
         "eval_json": [str(p) for p in eval_paths],
         "figures": figure_paths,
     }

@@ -9,7 +9,8 @@ paper's figures do. matplotlib runs on the Agg backend (no display needed).
   audio-chosen output has a green border when the control is correct (section 4.1 rule), red
   when wrong, grey when the sample has no V1 audio.
 * Figure 10: control accuracy against the offset of the control audio.
-* Videos: mix | V1 | V2 | O_1 .. O_n side by side, ``blendkit.codec.encode_video``.
+* Videos: mix | V1 | V2 | O_1 .. O_n side by side, in the pages' display encoding
+  (``blendkit.pages.encode``), at the fps of the model's input.
 
 ``write_figures`` draws every figure one run's evaluation pass allows.
 """
@@ -26,8 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from blendkit.codec import encode_video  # noqa: E402
 from blendkit.format import BLEND_KINDS  # noqa: E402
+from blendkit.pages.encode import DISPLAY_CRF, encode_display_video  # noqa: E402
 from trainer.eval.types import Example, RunResult  # noqa: E402
 from trainer.models.registry import NO_CONTROL  # noqa: E402
 
@@ -136,15 +137,13 @@ def figure10(curves: dict[str, tuple[list[float], list[float | None]]], path: Pa
     return _save(fig, path)
 
 
-def write_video(video: dict[str, Any], path: Path, fps: float, crf: int = 18) -> Path:
-    """mix | V1 | V2 | O_1 .. O_n side by side, each (T, H, W, 3) uint8, as an mp4."""
+def write_video(video: dict[str, Any], path: Path, fps: float, crf: int = DISPLAY_CRF) -> Path:
+    """mix | V1 | V2 | O_1 .. O_n side by side, each (T, H, W, 3) uint8, as a browser-playable
+    mp4 (``blendkit.pages.encode``: H.264 4:2:0, ``+faststart``) at ``fps``, the rate of the
+    model's input (the shards' fps over ``data.frame_stride``)."""
     frames = np.concatenate([video["mix"], video["v1"], video["v2"], *video["outputs"]], axis=2)
-    if frames.shape[1] % 2 or frames.shape[2] % 2:  # keep every encoder happy with even sizes
-        frames = np.pad(
-            frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
-        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_video(np.ascontiguousarray(frames), fps, crf))
+    path.write_bytes(encode_display_video(frames, fps, crf))
     return path
 
 

@@ -24,7 +24,7 @@ from trainer.eval.audio_shift import DEFAULT_OFFSETS_S, shifted_correct
 from trainer.eval.downstream import Classifier, Table3, score_batch
 from trainer.eval.runs import LoadedRun
 from trainer.eval.summary import summarise
-from trainer.eval.types import Example, RunResult
+from trainer.eval.types import Example, ExampleClips, RunResult
 from trainer.losses import PITLoss, deterministic_loss, pairwise_loss
 from trainer.losses.pit import PITResult
 from trainer.metrics import chosen_output, control_correct, identity_loss
@@ -58,6 +58,7 @@ class _Kept:
     examples: list[Example] = field(default_factory=list)
     videos: list[dict[str, Any]] = field(default_factory=list)
     per_blend: dict[str, int] = field(default_factory=dict)
+    seen: int = 0  # samples of the pass before this batch
 
 
 def evaluate_run(
@@ -95,7 +96,7 @@ def evaluate_run(
                     )
                 )  # fmt: skip
             shown = _displayed(batch, loaded.pixel_range)
-            _keep(kept, shown, scored, controlled, loaded.pixel_range)
+            _keep(kept, shown, scored, controlled, loaded.pixel_range, raw.get("a1_wave"))
             if table3 is not None:  # the classifier takes [0, 1]
                 cpu = {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in shown.items()}
                 outputs = pixels.to_display(scored.outputs, loaded.pixel_range).cpu()
@@ -160,9 +161,18 @@ def _displayed(batch: Batch, pixel_range: str) -> Batch:
     return {k: pixels.to_display(v, pixel_range) if k in videos else v for k, v in batch.items()}
 
 
-def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool, pixel_range: str) -> None:
-    """Keep the first ``n_examples`` samples of each blend kind and the first ``n_videos``;
-    ``batch`` is in [0, 1] (``_displayed``), the outputs are mapped there from ``pixel_range``."""
+def _keep(
+    kept: _Kept,
+    batch: Batch,
+    s: Scored,
+    controlled: bool,
+    pixel_range: str,
+    audio: Tensor | None = None,
+) -> None:
+    """Keep the first ``n_examples`` samples of each blend kind (a middle frame for the figures,
+    the whole clips for the HTML report) and the first ``n_videos``. ``batch`` is in [0, 1]
+    (``_displayed``), the outputs are mapped there from ``pixel_range``; ``audio``: V1's
+    waveforms (B, N) as the loader gave them, when it did."""
     terms = _terms(s.out, pixel_range)
     outputs = pixels.to_display(s.outputs, pixel_range)  # (B, n, 3, T, H, W) in [0, 1]
     t_mid = s.outputs.shape[3] // 2
@@ -182,6 +192,8 @@ def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool, pixel_range: s
                     terms=None if terms is None else terms[i, :, :, :, t_mid].float().cpu(),
                     chosen=int(s.chosen[i]) if controlled else None,
                     correct=bool(s.correct[i]) if controlled and bool(s.has_audio[i]) else None,
+                    index=kept.seen + i,
+                    clips=_clips(batch, outputs, s.has_audio, terms, i, audio),
                 )
             )
         if len(kept.videos) < kept.n_videos:
@@ -195,6 +207,28 @@ def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool, pixel_range: s
                     "outputs": [_uint8(o) for o in outputs[i]],
                 }
             )
+    kept.seen += s.outputs.shape[0]
+
+
+def _clips(
+    batch: Batch,
+    outputs: Tensor,
+    has_a1: Tensor,
+    terms: Tensor | None,
+    i: int,
+    audio: Tensor | None,
+) -> ExampleClips:
+    """Sample ``i``'s whole clips as displayable uint8 (``_uint8``; ``batch``, ``outputs`` and
+    ``terms`` already in [0, 1]), and V1's sound."""
+    has_audio = audio is not None and bool(has_a1[i])
+    return ExampleClips(
+        mix=_uint8(batch["mix"][i]),
+        v1=_uint8(batch["v1"][i]),
+        v2=_uint8(batch["v2"][i]),
+        outputs=[_uint8(o) for o in outputs[i]],
+        terms=None if terms is None else [[_uint8(t) for t in row] for row in terms[i]],
+        audio=audio[i].float().cpu().numpy() if has_audio else None,
+    )
 
 
 def _chosen(
