@@ -4,8 +4,9 @@
     blendkit-eval decompose runs/c3 video.mp4 --out layers/
     blendkit-eval classifier shards/demo/train --out runs/classifier.pt
 
-Bad input (no such file, not a video, a run without a checkpoint) exits with code 2 and a
-one-line ``error: ...`` message.
+Bad input (no such file, not a video, a run without a checkpoint, a corrupt checkpoint, an
+output folder that is a file) exits with code 2 and a one-line ``error: ...`` message. Output
+files go under ``--out`` only (``blendkit.confine``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import typer
 
-from blendkit.cli_support import fail
+from blendkit.cli_support import USER_ERRORS, fail
+from blendkit.format.layout import ALLOW_PIPE_HELP
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
 
@@ -46,6 +48,7 @@ def eval_command(
     ),
     batch_size: int = typer.Option(4, "--batch-size"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    allow_pipe: bool = typer.Option(False, "--allow-pipe", help=ALLOW_PIPE_HELP),
 ) -> None:
     """Tables 1-3 and Figures 5-7, 10 of the paper for one or several runs."""
     from trainer.eval.evaluation import evaluate
@@ -62,8 +65,9 @@ def eval_command(
             labels=labels,
             batch_size=batch_size,
             device=device,
+            allow_pipe=allow_pipe,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except USER_ERRORS as e:
         fail(str(e))
     for m in summary["runs"]:
         loss, ident = m["loss"], m["identity_loss"]
@@ -91,7 +95,7 @@ def decompose(
 
     try:
         summary = run_decompose(run, video, out, window=window, device=device)
-    except (FileNotFoundError, ValueError) as e:
+    except USER_ERRORS as e:
         fail(str(e))
     typer.echo(f"{summary['frames']} frames at {summary['fps']:g} fps -> {out}")
     control = summary["control"]
@@ -107,13 +111,14 @@ def classifier(
     shards: Path = typer.Argument(..., help="shards whose json holds v1/v2 labels"),
     out: Path = typer.Option(..., "--out", help="TorchScript file to write (NAME.pt)"),
     steps: int = typer.Option(300, "--steps"),
+    allow_pipe: bool = typer.Option(False, "--allow-pipe", help=ALLOW_PIPE_HELP),
 ) -> None:
     """Train the tiny 3D-conv TorchScript classifier used for Table 3 on demo data."""
     from trainer.eval.downstream import train_tiny_classifier
 
     try:
-        summary = train_tiny_classifier(shards, out, steps=steps)
-    except (FileNotFoundError, ValueError) as e:
+        summary = train_tiny_classifier(shards, out, steps=steps, allow_pipe=allow_pipe)
+    except USER_ERRORS as e:
         fail(str(e))
     typer.echo(json.dumps(summary))
 

@@ -32,6 +32,7 @@ from blendkit.format import SHARD_FORMAT, Geometry, read_geometry
 from blendkit.typed_config import ConfigError, from_dict, to_dict
 from trainer.config import TrainConfig, load_config
 from trainer.data import list_shards
+from trainer.models.i3d import input_problem
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,18 @@ def for_training(
     if not injected:
         if geometry is not None:
             raise ValueError("geometry is read from data.shards; give it only with batches")
-        return _from_shards(cfg.data.shards, "", **subsampled)
+        return _from_shards(cfg.data.shards, "", allow_pipe=cfg.data.allow_pipe, **subsampled)
     source = "given by the caller with injected batches"
     if geometry is None:
         source = "unknown: injected batches, and the caller gave no geometry"
     return TrainedOn(geometry, source, shard_format=None, **subsampled)
 
 
-def _from_shards(spec: str, by: str, *, frame_stride: int, pixel_pool: int) -> TrainedOn:
+def _from_shards(
+    spec: str, by: str, *, frame_stride: int, pixel_pool: int, allow_pipe: bool
+) -> TrainedOn:
     """The geometry of the first shard of ``spec`` (unknown, with the reason, if unreadable)."""
-    shards = list_shards(spec)
+    shards = list_shards(spec, allow_pipe=allow_pipe)
     if not shards:
         raise FileNotFoundError(f"{spec}: no shards")
     first = shards[0]
@@ -102,6 +105,21 @@ def _from_shards(spec: str, by: str, *, frame_stride: int, pixel_pool: int) -> T
         geometry, source = None, f"unknown: {e}"
         log.warning("the run record has no clip geometry: %s", e)
     return TrainedOn(geometry, source, frame_stride, pixel_pool, SHARD_FORMAT)
+
+
+def check_model_input(record: TrainedOn) -> None:
+    """``ConfigError`` when the clips of a record, as the model sees them (``model_input``), do
+    not fit the encoder: caught before the first step, not by the first forward pass."""
+    if record.geometry is None:
+        return
+    g = record.model_input
+    problem = input_problem(g.frames, g.height, g.width)
+    if problem:
+        raise ConfigError(
+            f"data.shards: clips of {record.geometry.frames}x{record.geometry.height}x"
+            f"{record.geometry.width} reach the model as {g.frames}x{g.height}x{g.width} "
+            f"(data.frame_stride={record.frame_stride}, pixel_pool={record.pixel_pool}): {problem}"
+        )
 
 
 def record_path(run: str | Path) -> Path:
@@ -147,10 +165,11 @@ def merged_record(run: str | Path, new: TrainedOn) -> TrainedOn:
     return replace(new, geometry=old.geometry, geometry_source=old.geometry_source)
 
 
-def record_run(run: str | Path, shards: str | None = None) -> TrainedOn:
+def record_run(run: str | Path, shards: str | None = None, allow_pipe: bool = False) -> TrainedOn:
     """Write the record of a run made before records existed (``blendkit-train record``): the
     geometry of the first shard of ``shards`` (default: the run's own ``data.shards``) and the
-    subsampling of the run's config. A run whose record knows its geometry is left alone."""
+    subsampling of the run's config. A run whose record knows its geometry is left alone.
+    ``allow_pipe``: ``shards`` may run ``pipe:`` commands."""
     run = Path(run)
     config = run / "config.json"
     if not config.is_file():
@@ -163,7 +182,8 @@ def record_run(run: str | Path, shards: str | None = None) -> TrainedOn:
     if not spec:
         raise ValueError(f"{config}: data.shards is empty; pass --shards")
     subsampled = {"frame_stride": cfg.data.frame_stride, "pixel_pool": cfg.pixel_pool}
-    record = _from_shards(spec, " by blendkit-train record", **subsampled)
+    by = " by blendkit-train record"
+    record = _from_shards(spec, by, allow_pipe=allow_pipe, **subsampled)
     if record.geometry is None:
         raise ValueError(f"{spec}: {record.geometry_source}")
     write_record(run, record)

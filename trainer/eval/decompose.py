@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from blendkit.confine import inside
 from blendkit.decode import DecodeError, VideoDecoder, probe
 from blendkit.format import Geometry
 from trainer.audio_features import log_mel
@@ -173,8 +174,8 @@ def decompose(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = loaded.cfg.model.n_outputs
-    writers = [Mp4Writer(out / f"layer_{i + 1}.mp4", fps, size, size) for i in range(n)]
-    source = Mp4Writer(out / "input.mp4", fps, size, size)
+    writers = [Mp4Writer(inside(out, f"layer_{i + 1}.mp4"), fps, size, size) for i in range(n)]
+    source = Mp4Writer(inside(out, "input.mp4"), fps, size, size)
     windows: list[dict[str, Any]] = []
     prev_last: Tensor | None = None
     written = 0
@@ -218,7 +219,7 @@ def decompose(
         "windows": windows,
         "control": _control_summary(control, info.has_audio, windows),
     }
-    (out / "decompose.json").write_text(json.dumps(summary, indent=1) + "\n")
+    inside(out, "decompose.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 
