@@ -46,6 +46,7 @@ from blendkit.typed_config import (
     require,
     to_dict,
 )
+from blendkit.writer import write_atomic
 from trainer.data import DataConfig
 from trainer.models import ModelConfig
 from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES, check_outputs
@@ -350,8 +351,9 @@ def _upgraded(tree: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config as indented JSON."""
-    Path(path).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=False) + "\n")
+    """Write the resolved config as indented JSON (atomically: a run killed meanwhile leaves the
+    old file whole, so it still resumes)."""
+    write_atomic(Path(path), (json.dumps(to_dict(cfg), indent=2, sort_keys=False) + "\n").encode())
 
 
 def diff(a: TrainConfig, b: TrainConfig) -> list[str]:

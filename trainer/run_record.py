@@ -30,6 +30,7 @@ from typing import Any
 
 from blendkit.format import SHARD_FORMAT, Geometry, read_geometry
 from blendkit.typed_config import ConfigError, from_dict, to_dict
+from blendkit.writer import write_atomic
 from trainer.config import TrainConfig, load_config
 from trainer.data import list_shards
 from trainer.models.i3d import input_problem
@@ -127,8 +128,9 @@ def record_path(run: str | Path) -> Path:
 
 
 def write_record(run: str | Path, record: TrainedOn) -> Path:
+    """Write ``RUN/trained_on.json`` atomically (a run killed meanwhile leaves the old one)."""
     path = record_path(run)
-    path.write_text(json.dumps(record.to_dict(), indent=1) + "\n")
+    write_atomic(path, (json.dumps(record.to_dict(), indent=1) + "\n").encode())
     return path
 
 
