@@ -290,3 +290,21 @@ def test_unknown_devices_are_one_line_errors():
     for name, message in (("tpu", "'tpu' is not a device"), ("cuda:99", "'cuda:99', but")):
         with pytest.raises(ValueError, match=message):
             resolve_device(name)
+
+
+@pytest.mark.parametrize(
+    ("app", "command"),
+    [("cli", "inspect"), ("train", "train"), ("train", "config"), ("train", "record"),
+     ("eval", "eval"), ("eval", "classifier")],
+)  # fmt: skip
+def test_every_command_that_reads_shards_says_what_allow_pipe_does(app, command):
+    from typer.testing import CliRunner
+
+    from cli import app as blendkit_app
+    from trainer.cli import app as train_app
+    from trainer.eval_cli import app as eval_app
+
+    apps = {"cli": blendkit_app, "train": train_app, "eval": eval_app}
+    result = CliRunner().invoke(apps[app], [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "--allow-pipe" in result.output
+    assert "Run the shell commands of pipe: shard specs" in " ".join(result.output.split())
