@@ -16,6 +16,7 @@ from typing import Any
 from blendkit import codec
 from blendkit.engines import ENGINES
 from blendkit.format import blends
+from blendkit.format.geometry import audio_samples
 from blendkit.format.meta import CHAIN, PAIRINGS
 from blendkit.limits import Limits
 from blendkit.superpixels import SuperpixelConfig
@@ -98,7 +99,7 @@ class ShardConfig:
 
     @property
     def audio_samples(self) -> int:
-        return round(self.clip_seconds * self.audio_rate)
+        return audio_samples(self.frames, self.fps, self.audio_rate)
 
     @property
     def kinds(self) -> tuple[str, ...]:

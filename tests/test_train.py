@@ -443,8 +443,8 @@ def _ddp_shard_worker(rank: int, port: int, run: str, shards: str, out: str) -> 
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     real, seen = trainer.data.stream.make_loader, []
 
-    def recording_loader(cfg, rank=0, world_size=1):  # the trainer's loader, keys written down
-        loader = real(cfg, rank=rank, world_size=world_size)
+    def recording_loader(cfg, rank=0, world_size=1, **kwargs):  # the trainer's, keys written down
+        loader = real(cfg, rank=rank, world_size=world_size, **kwargs)
 
         class Recorded:
             def __iter__(self):

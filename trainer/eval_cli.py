@@ -5,8 +5,9 @@
     blendkit-eval classifier shards/demo/train --out runs/classifier.pt
     blendkit-eval baseline shards/k600-val [--json]     # the identity baseline, no run needed
 
-Bad input (no such file, not a video, a run without a checkpoint) exits with code 2 and a
-one-line ``error: ...`` message.
+Bad input (no such file, not a video, a run without a checkpoint, a corrupt checkpoint, an
+output folder that is a file) exits with code 2 and a one-line ``error: ...`` message. Output
+files go under ``--out`` only (``blendkit.confine``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import typer
 
-from blendkit.cli_support import fail
+from blendkit.cli_support import USER_ERRORS, fail
+from blendkit.format.layout import ALLOW_PIPE_HELP
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n")[0])
 
@@ -49,6 +51,7 @@ def eval_command(
     ),
     batch_size: int = typer.Option(4, "--batch-size"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    allow_pipe: bool = typer.Option(False, "--allow-pipe", help=ALLOW_PIPE_HELP),
 ) -> None:
     """Tables 1-3 and Figures 5-7, 10 of the paper for one or several runs (report.md), and
     report.html, whose examples play."""
@@ -67,8 +70,9 @@ def eval_command(
             labels=labels,
             batch_size=batch_size,
             device=device,
+            allow_pipe=allow_pipe,
         )
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except USER_ERRORS as e:
         fail(str(e))
     typer.echo(f"loss unit: {LOSS_UNIT}")
     for m in summary["runs"]:
@@ -99,7 +103,7 @@ def decompose(
 
     try:
         summary = run_decompose(run, video, out, window=window, device=device)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except USER_ERRORS as e:
         fail(str(e))
     typer.echo(f"{summary['frames']} frames at {summary['fps']:g} fps -> {out}")
     control = summary["control"]
@@ -120,6 +124,7 @@ def baseline(
     pixel_pool: int = typer.Option(1, "--pixel-pool", help="k x k pixels averaged (tiny: 4)"),
     stored_mix: bool = typer.Option(False, "--stored-mix", help="score the stored mix.mp4"),
     batch_size: int = typer.Option(8, "--batch-size"),
+    allow_pipe: bool = typer.Option(False, "--allow-pipe", help=ALLOW_PIPE_HELP),
 ) -> None:
     """Identity baseline (outputs = copies of the mixture, Table 1) per blend kind, in the
     paper's unit, with no trained run: compare with 0.364 / 0.362 on Kinetics-600."""
@@ -133,8 +138,9 @@ def baseline(
         result = identity_baseline(
             shards, batch_size=batch_size, max_samples=max_samples, frame_stride=frame_stride,
             pixel_pool=pixel_pool, stored_mix=stored_mix, progress=not as_json,
+            allow_pipe=allow_pipe,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError) as e:
+    except USER_ERRORS as e:
         fail(str(e))
     typer.echo(json.dumps(result.to_dict(), indent=1) if as_json else markdown(result))
 
@@ -144,13 +150,14 @@ def classifier(
     shards: str = typer.Argument(..., help="shards whose json holds v1/v2 labels (path or URL)"),
     out: Path = typer.Option(..., "--out", help="TorchScript file to write (NAME.pt)"),
     steps: int = typer.Option(300, "--steps"),
+    allow_pipe: bool = typer.Option(False, "--allow-pipe", help=ALLOW_PIPE_HELP),
 ) -> None:
     """Train the tiny 3D-conv TorchScript classifier used for Table 3 on demo data."""
     from trainer.eval.downstream import train_tiny_classifier
 
     try:
-        summary = train_tiny_classifier(shards, out, steps=steps)
-    except (FileNotFoundError, ValueError) as e:
+        summary = train_tiny_classifier(shards, out, steps=steps, allow_pipe=allow_pipe)
+    except USER_ERRORS as e:
         fail(str(e))
     typer.echo(json.dumps(summary))
 

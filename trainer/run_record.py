@@ -34,9 +34,11 @@ from typing import Any
 
 from blendkit.format import SHARD_FORMAT, Geometry, read_geometry
 from blendkit.typed_config import ConfigError, from_dict, one_of, to_dict
+from blendkit.writer import write_atomic
 from trainer import pixels
 from trainer.config import TrainConfig, load_config
 from trainer.data import list_shards
+from trainer.models.i3d import input_problem
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ def for_training(
     if not injected:
         if geometry is not None:
             raise ValueError("geometry is read from data.shards; give it only with batches")
-        return _from_shards(cfg.data.shards, "", **subsampled)
+        return _from_shards(cfg.data.shards, "", allow_pipe=cfg.data.allow_pipe, **subsampled)
     source = "given by the caller with injected batches"
     if geometry is None:
         source = "unknown: injected batches, and the caller gave no geometry"
@@ -115,10 +117,16 @@ def _model_side(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _from_shards(
-    spec: str, by: str, *, frame_stride: int, pixel_pool: int, pixel_range: str
+    spec: str,
+    by: str,
+    *,
+    frame_stride: int,
+    pixel_pool: int,
+    pixel_range: str,
+    allow_pipe: bool,
 ) -> TrainedOn:
     """The geometry of the first shard of ``spec`` (unknown, with the reason, if unreadable)."""
-    shards = list_shards(spec)
+    shards = list_shards(spec, allow_pipe=allow_pipe)
     if not shards:
         raise FileNotFoundError(f"{spec}: no shards")
     first = shards[0]
@@ -130,13 +138,29 @@ def _from_shards(
     return TrainedOn(geometry, source, frame_stride, pixel_pool, SHARD_FORMAT, pixel_range)
 
 
+def check_model_input(record: TrainedOn) -> None:
+    """``ConfigError`` when the clips of a record, as the model sees them (``model_input``), do
+    not fit the encoder: caught before the first step, not by the first forward pass."""
+    if record.geometry is None:
+        return
+    g = record.model_input
+    problem = input_problem(g.frames, g.height, g.width)
+    if problem:
+        raise ConfigError(
+            f"data.shards: clips of {record.geometry.frames}x{record.geometry.height}x"
+            f"{record.geometry.width} reach the model as {g.frames}x{g.height}x{g.width} "
+            f"(data.frame_stride={record.frame_stride}, pixel_pool={record.pixel_pool}): {problem}"
+        )
+
+
 def record_path(run: str | Path) -> Path:
     return Path(run) / RECORD_FILE
 
 
 def write_record(run: str | Path, record: TrainedOn) -> Path:
+    """Write ``RUN/trained_on.json`` atomically (a run killed meanwhile leaves the old one)."""
     path = record_path(run)
-    path.write_text(json.dumps(record.to_dict(), indent=1) + "\n")
+    write_atomic(path, (json.dumps(record.to_dict(), indent=1) + "\n").encode())
     return path
 
 
@@ -180,10 +204,11 @@ def merged_record(run: str | Path, new: TrainedOn) -> TrainedOn:
     return replace(new, geometry=old.geometry, geometry_source=old.geometry_source)
 
 
-def record_run(run: str | Path, shards: str | None = None) -> TrainedOn:
+def record_run(run: str | Path, shards: str | None = None, allow_pipe: bool = False) -> TrainedOn:
     """Write the record of a run made before records existed (``blendkit-train record``): the
     geometry of the first shard of ``shards`` (default: the run's own ``data.shards``) and the
-    subsampling of the run's config. A run whose record knows its geometry is left alone."""
+    subsampling of the run's config. A run whose record knows its geometry is left alone.
+    ``allow_pipe``: ``shards`` may run ``pipe:`` commands."""
     run = Path(run)
     config = run / "config.json"
     if not config.is_file():
@@ -195,7 +220,8 @@ def record_run(run: str | Path, shards: str | None = None) -> TrainedOn:
     spec = shards or cfg.data.shards
     if not spec:
         raise ValueError(f"{config}: data.shards is empty; pass --shards")
-    record = _from_shards(spec, " by blendkit-train record", **_model_side(cfg))
+    by = " by blendkit-train record"
+    record = _from_shards(spec, by, allow_pipe=allow_pipe, **_model_side(cfg))
     if record.geometry is None:
         raise ValueError(f"{spec}: {record.geometry_source}")
     write_record(run, record)

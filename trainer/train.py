@@ -43,6 +43,7 @@ from trainer import pixels, run_record, train_state
 from trainer.config import ConfigError, TrainConfig, micro_batch, segment_batches
 from trainer.data.batch import Batch
 from trainer.data.device import prepare
+from trainer.data.shards import check_enough_shards
 from trainer.data.stream import check_shards, data_stream, next_batch
 from trainer.data.validation import fixed_batches
 from trainer.distributed import Dist, barrier, setup_distributed, teardown
@@ -89,21 +90,21 @@ def _train(
     geometry: Geometry | None,
 ) -> dict[str, Any]:
     # ---------------------------------------------------------------- setup
-    cfg, run, resume_from, record = _open_run(cfg, d, batches, val_injected, geometry)
+    cfg, run, resume, record = _open_run(cfg, d, batches, val_injected, geometry)
     cuda = d.device.type == "cuda"
     channels_last = cfg.channels_last and cuda
     _configure_backends(cfg, cuda)
     state = train_state.build(cfg, d.device, channels_last)
     model, kind, accum = state.model, cfg.model_name, cfg.optim.grad_accum
     step = consumed = 0
-    if resume_from is not None:
-        step, consumed = train_state.restore(resume_from, state, d)
-        log.info("resuming %s from step %d", run.root, step)
+    if resume is not None:
+        step, consumed = train_state.restore(*resume, state, d)
+        log.info("resuming %s from step %d (%s)", run.root, step, resume[0].name)
     net = _distributed(model, d, cuda)
     forward = torch.compile(net) if cfg.compile else net
     segment = segment_batches(cfg)
     stream = data_stream(cfg.data, rank=d.rank, world_size=d.world_size, segment=segment,
-                         batches=batches, start=consumed)  # fmt: skip
+                         batches=batches, start=consumed, geometry=record.geometry)  # fmt: skip
     logger = TrainLogger(run, d, start_step=step, steps=cfg.optim.steps, batch=cfg.optim.batch,
                          progress=cfg.progress, desc=f"{kind} {run.name}",
                          pixel_range=cfg.model.pixel_range)  # fmt: skip
@@ -142,7 +143,7 @@ def _train(
             logger.examples(step, batch, out)
         # ------------------------------------------------------------ validate
         if has_val and d.main and (step % cfg.eval_every == 0 or done):
-            source = val_cache if val_cache is not None else _val_batches(cfg)
+            source = val_cache if val_cache is not None else _val_batches(cfg, record)
             val_summary = logger.validation(
                 step, validation_loss(model, kind, source, prep, autocast)
             )
@@ -184,29 +185,32 @@ def _open_run(
     batches: Iterable[Batch] | None,
     val_injected: Iterable[Batch] | None,
     geometry: Geometry | None,
-) -> tuple[TrainConfig, RunDir, Path | None, TrainedOn]:
+) -> tuple[TrainConfig, RunDir, tuple[Path, dict] | None, TrainedOn]:
     """Check the data and the run folder (a resume must keep the config and the clip geometry),
     then start the run -> (the config with this rank's micro-batch size, the run folder, the
-    checkpoint to resume from, the run record)."""
+    checkpoint to resume from and its payload, the run record)."""
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, batch_size=micro_batch(cfg, d.world_size))
     )
     if batches is None:
         if not cfg.data.shards:
             raise ConfigError("data.shards: no training shards given")
-        check_shards("data.shards", cfg.data.shards)
+        listed = check_shards("data.shards", cfg.data.shards, cfg.data.allow_pipe)
+        if not cfg.data.resampled:  # a single pass needs a shard for every reader
+            check_enough_shards(len(listed), d.world_size, cfg.data.workers)
     if cfg.val_shards and val_injected is None:
-        check_shards("val_shards", cfg.val_shards)
+        check_shards("val_shards", cfg.val_shards, cfg.data.allow_pipe)
     record = run_record.for_training(cfg, injected=batches is not None, geometry=geometry)
     run = RunDir(cfg.run_dir)
-    resume_from = run.latest_checkpoint()
-    if resume_from is not None:
+    resume = run.resume_point(d.device)  # the newest checkpoint that loads
+    if resume is not None:
         run.check_resumable(cfg)
         record = run_record.merged_record(run.root, record)
+    run_record.check_model_input(record)
     barrier(d)  # every rank has read the old config and record before rank 0 rewrites them
     if d.main:
         run.start(cfg, record)
-    return cfg, run, resume_from, record
+    return cfg, run, resume, record
 
 
 def _configure_backends(cfg: TrainConfig, cuda: bool) -> None:
@@ -232,6 +236,7 @@ def _autocast(bf16: bool) -> Callable[[], Any]:
     return contextlib.nullcontext
 
 
-def _val_batches(cfg: TrainConfig) -> Iterator[Batch]:
-    """The fixed validation set: the first ``cfg.val_batches`` batches, read in order."""
-    return fixed_batches(cfg.data, cfg.val_shards, cfg.val_batches)
+def _val_batches(cfg: TrainConfig, record: TrainedOn) -> Iterator[Batch]:
+    """The fixed validation set: the first ``cfg.val_batches`` batches, read in order (samples
+    of another clip geometry than the run's skipped)."""
+    return fixed_batches(cfg.data, cfg.val_shards, cfg.val_batches, geometry=record.geometry)

@@ -11,6 +11,12 @@ any of them as a binary stream. ``pipe:`` commands are brace-expanded and run by
 :func:`missing_shards` says which listed shards do not exist (one listing per folder of URLs);
 :func:`url_to_fs` turns a URL into the filesystem the readers use (a missing protocol package such
 as ``s3fs`` is a one-line error naming the URL).
+
+Commands only on request: a ``pipe:`` spec, or a ``pipe:`` line in a list file, runs a shell
+command when its shard is opened, so a list received from someone else could run anything.
+:func:`list_shards` refuses every one (``PipeRefused``, naming the list file and line) unless the
+caller passes ``allow_pipe=True`` (the CLIs' ``--allow-pipe``, the trainer's ``data.allow_pipe``).
+Every shard URL the project opens comes from this listing, so that one check is the gate.
 """
 
 from __future__ import annotations
@@ -34,6 +40,14 @@ REPORT = "report.json"  # counts, stage timings, skipped inputs
 
 PIPE = "pipe:"
 GLOB_CHARS = ("*", "?", "[")
+ALLOW_PIPE_HELP = (
+    "Run the shell commands of pipe: shard specs and pipe: lines of shard lists (the shard is "
+    "the command's output); without it they are refused."
+)
+
+
+class PipeRefused(ValueError):
+    """A ``pipe:`` shard spec or list line, met without ``allow_pipe``."""
 
 
 def shard_name(index: int) -> str:
@@ -73,19 +87,33 @@ def _has_glob(s: str) -> bool:
     return any(c in s for c in GLOB_CHARS)
 
 
-def _list_local(spec: str) -> list[str]:
+def _check_pipe(url: str, where: str, allow_pipe: bool) -> None:
+    """The gate of every ``pipe:`` command (module docstring)."""
+    if is_pipe(url) and not allow_pipe:
+        raise PipeRefused(
+            f"{where}: {url[:60]!r} would run a shell command; refused without --allow-pipe "
+            "(data.allow_pipe=true in a training config)"
+        )
+
+
+def _list_local(spec: str, allow_pipe: bool) -> list[str]:
     path = local_path(spec)
     if path.is_dir():
         return sorted(str(p) for p in path.glob(SHARD_GLOB))
     if _has_glob(str(path)):
         return sorted(glob.glob(str(path)))
     if path.is_file() and not path.name.endswith(".tar"):  # a list, one shard per line
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-        return [
-            ln if not is_local(ln) else str(path.parent / ln)
-            for ln in lines
-            if ln and not ln.startswith("#")
-        ]
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a shard list (a list is UTF-8 text)") from None
+        urls = []
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                _check_pipe(line, f"{path}:{n}", allow_pipe)
+                urls.append(line if not is_local(line) else str(path.parent / line))
+        return urls
     return [str(path)] if path.is_file() else []
 
 
@@ -109,10 +137,11 @@ def _list_remote(spec: str) -> list[str]:
     return [fs.unstrip_protocol(p) for p in paths]
 
 
-def list_shards(spec: str | Path) -> list[str]:
+def list_shards(spec: str | Path, *, allow_pipe: bool = False) -> list[str]:
     """Shard URLs named by ``spec``.
 
     - ``pipe:CMD``: brace-expanded, never checked (e.g. ``pipe:aws s3 cp s3://b/s-{0..9}.tar -``);
+      only with ``allow_pipe``, as a ``pipe:`` line of a list file (else ``PipeRefused``);
     - a brace pattern (path or URL): expanded in the given order, not checked;
     - a directory (path or URL): its ``shard-*.tar``, sorted;
     - a glob (path or URL): the matches, sorted;
@@ -123,10 +152,11 @@ def list_shards(spec: str | Path) -> list[str]:
     when nothing matches.
     """
     spec = str(spec)
+    _check_pipe(spec, "shard spec", allow_pipe)
     if is_pipe(spec) or "{" in spec:
         urls = list(braceexpand.braceexpand(spec))
     else:
-        urls = _list_local(spec) if is_local(spec) else _list_remote(spec)
+        urls = _list_local(spec, allow_pipe) if is_local(spec) else _list_remote(spec)
     if not urls:
         raise FileNotFoundError(_nothing_found(spec))
     return urls

@@ -61,15 +61,18 @@ def identity_baseline(
     pixel_pool: int = 1,
     stored_mix: bool = False,
     progress: bool = True,
+    allow_pipe: bool = False,
 ) -> Baseline:
     """The identity baseline of the shards ``shards`` (a folder, pattern, list file or URL:
     anything ``list_shards`` takes); the first ``max_samples`` samples if given.
 
     Raises ``FileNotFoundError`` when there is no shard and ``ValueError`` when they hold no
-    readable sample (one line each).
+    readable sample (one line each). ``allow_pipe``: a shard list may run ``pipe:`` commands.
     """
-    list_shards(shards)  # raises FileNotFoundError naming the spec
-    data = DataConfig(shards=shards, frame_stride=frame_stride, stored_mix=stored_mix)
+    list_shards(shards, allow_pipe=allow_pipe)  # raises FileNotFoundError naming the spec
+    data = DataConfig(
+        shards=shards, frame_stride=frame_stride, stored_mix=stored_mix, allow_pipe=allow_pipe
+    )
     cpu = torch.device("cpu")
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=max_samples, desc="identity baseline", unit="sample", disable=not progress)

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from blendkit.confine import inside
 from blendkit.decode import DecodeError, VideoDecoder, probe
 from blendkit.format import Geometry
 from blendkit.pages.encode import DisplayAudioWriter, DisplayVideoWriter
@@ -211,7 +212,7 @@ def decompose(
         "control": _control_summary(loaded.control, info.has_audio, windows),
     }
     write_decompose_page(summary, loaded.control)
-    (out / "decompose.json").write_text(json.dumps(summary, indent=1) + "\n")
+    inside(out, "decompose.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
 

@@ -57,10 +57,22 @@ class LoadedRun:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when available."""
+    """``auto`` takes CUDA when available; ``ValueError`` for a device this machine lacks."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"--device: {device!r} is not a device (auto, cpu, cuda, cuda:N)"
+        ) from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device: {device!r} is not a device (auto, cpu, cuda, cuda:N)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device: {device!r}, but this machine has no CUDA device")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device: {device!r}, but CUDA has {torch.cuda.device_count()} devices")
+    return dev
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
@@ -71,6 +83,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     record of its clip geometry (``trainer.run_record.read_record``: a run from before records).
     """
     run = Path(run_dir)
+    if run.exists() and not run.is_dir():
+        raise ValueError(f"{run}: not a run directory (a file)")
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run directory")
     config_path = run / "config.json"
@@ -78,8 +92,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         raise FileNotFoundError(f"{run}: not a run directory (no config.json)")
     try:
         cfg = load_config(str(config_path))
-    except ConfigError as e:
-        raise ValueError(f"{config_path}: {e}") from None
+    except ConfigError as e:  # names the file
+        raise ValueError(str(e)) from None
     path = ckpt.latest(run)
     if path is None:
         raise ValueError(f"{run}: run has no checkpoint in {run / ckpt.CHECKPOINT_DIR}")
