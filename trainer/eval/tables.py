@@ -196,6 +196,8 @@ def report(
         "",
         "Runs: " + ", ".join(f"`{m['run']}` (step {m['step']})" for m in runs),
         "",
+        "Watch the examples play, in sync and with the control audio: [report.html](report.html).",
+        "",
         "## Table 1: reconstruction loss",
         "",
         table1(runs),
@@ -239,15 +241,18 @@ def report(
             "decomposition). Occlusion: top-1 = label of V2 (blended video, or the output "
             "matched to V2). Pure: top-1 on V1 and V2.",
         ]
-    lines += ["", "## Figures", ""]
+    lines += ["", "## Figures", "", *_figure_links(figures, folder)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _figure_links(figures: dict[str, dict[str, str]], folder: Path) -> list[str]:
+    """A heading per run, then each figure inline and each video as a link, relative to
+    ``folder``."""
+    lines = []
     for name, paths in figures.items():
-        lines.append(f"### {name}")
-        lines.append("")
+        lines += [f"### {name}", ""]
         for key, path in paths.items():
             rel = os.path.relpath(path, folder)
-            if path.endswith(".png"):
-                lines.append(f"{key}: ![{key}]({rel})")
-            else:
-                lines.append(f"{key}: [{rel}]({rel})")
-            lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+            image = path.endswith(".png")
+            lines += [f"{key}: ![{key}]({rel})" if image else f"{key}: [{rel}]({rel})", ""]
+    return lines
