@@ -17,11 +17,11 @@ RUN ?= runs/$(MODEL)-$(CONFIG)
 STEPS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium test lint demo demo-shards demo-c2 demo-c3 bench params train eval \
-	device-wheels bench-gpu
+.PHONY: help install chromium test lint demo demo-shards demo-c2 demo-c3 reproduce-tiny bench params \
+	train eval device-wheels bench-gpu
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-15s %s\n",$$1,$$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -77,6 +77,17 @@ demo-c3:
 	$(BIN)/blendkit-train train --config tiny --shards $(DEMO_SHARDS)/train \
 		--run $(DEMO_RUNS)/c3_internal --model c3_internal --steps $(DEMO_STEPS) \
 		data.require_audio=true val_shards=$(DEMO_SHARDS)/validate progress=false
+
+REPRO ?= runs/reproduce-tiny
+SEEDS ?= 0,1
+
+# the demo shards, made once: demo-shards rewrites the demo videos, which makes every shard again
+$(DEMO_SHARDS)/validate/manifest.parquet:
+	$(MAKE) --no-print-directory demo-shards
+
+reproduce-tiny: install $(DEMO_SHARDS)/validate/manifest.parquet ## Tables 1-2 in miniature: six tiny models x SEEDS (0,1) on the demo shards; rerun resumes
+	$(BIN)/python -m trainer.reproduce --train $(DEMO_SHARDS)/train --val $(DEMO_SHARDS)/validate \
+		--out $(REPRO) --seeds $(SEEDS) $(if $(STEPS),--steps $(STEPS))
 
 train: install ## train: make train CONFIG=tiny SHARDS=DIR RUN=DIR [MODEL=c2] [STEPS=N] [ARGS="k=v ..."]
 	$(BIN)/blendkit-train train --config $(CONFIG) --shards $(SHARDS) --run $(RUN) --model $(MODEL) \

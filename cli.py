@@ -15,6 +15,7 @@ import typer
 from tqdm import tqdm
 
 from blendkit.cli_support import USER_ERRORS, fail
+from blendkit.format.layout import ALLOW_PIPE_HELP
 from blendkit.limits import Limits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -142,6 +143,7 @@ def inspect_cmd(
     html: Path | None = typer.Option(None, help="Write a page of playable samples to this folder."),
     max_samples: int = typer.Option(8, help="Samples on the --html page."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    allow_pipe: bool = typer.Option(False, "--allow-pipe", help=ALLOW_PIPE_HELP),
 ) -> None:
     """Summarise (and optionally verify and render) a folder (or any spec) of shards."""
     from blendkit.inspect import format_summary, inspect_shards
@@ -154,6 +156,7 @@ def inspect_cmd(
             n_render=samples,
             html=html,
             max_samples=max_samples,
+            allow_pipe=allow_pipe,
         )
     except USER_ERRORS as e:
         fail(str(e))

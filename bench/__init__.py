@@ -4,6 +4,7 @@
 - ``run``          every benchmark -> BENCHMARKS.md (``python -m bench``)
 - ``media``        the synthetic media every benchmark uses (proxies for Kinetics video)
 - ``superpixels``  fast superpixels against full-resolution SLIC, and the quality metrics
+- ``baseline``     the identity baseline of the proxy shards (Table 1's "Identity")
 - ``loader``       shards -> batched tensors (``trainer.data.make_loader``)
 - ``engines``      make-shards with the local engine against Ray
 - ``train``        a training step of every model on the CPU

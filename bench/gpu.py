@@ -183,7 +183,13 @@ def _synthetic(cfg: TrainConfig, sizes: Sizes, device: torch.device, batch: int)
     clip = run_cost.clip_of(_record(sizes), cfg)
     with torch.device(device):
         raw = cost.synthetic_batch(clip, batch)
-    return prepare(raw, device, pixel_pool=1, channels_last=cfg.channels_last)
+    return prepare(
+        raw,
+        device,
+        pixel_pool=1,
+        pixel_range=cfg.model.pixel_range,
+        channels_last=cfg.channels_last,
+    )
 
 
 def measure_step(name: str, v: Variant, sizes: Sizes, peak: float | None) -> dict:

@@ -1,5 +1,5 @@
-"""``make bench``: measure make-shards, the loader, the superpixels and a training step, and write
-BENCHMARKS.md.
+"""``make bench``: measure make-shards, the identity baseline of its shards, the loader, the
+superpixels and a training step, and write BENCHMARKS.md.
 
 Kinetics cannot be downloaded on the build machine, so the sources are a documented proxy for real
 360p-720p H.264 video (``bench.media``): pans over scikit-image's natural photographs with a moving
@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bench import engines, gpu_report, loader, media, superpixels, train
+from bench import baseline, engines, gpu_report, loader, media, superpixels, train
 from blendkit import codec
 from blendkit.kinetics import index_source
 from blendkit.pipeline import make_shards, probe_item
@@ -283,6 +283,7 @@ def run(out_md: Path, sizes: Sizes = FULL) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         subsets = _sources(Path(tmp), sizes.source_seconds)
         lines += _make_shards_section(subsets, Path(tmp), sizes)
+        lines += baseline.section(Path(tmp))  # on the shards just written
         lines += _loader_section(Path(tmp), subsets["all"], sizes)
         lines += _engine_section(subsets["all"], sizes)
     lines += _superpixel_section(sizes)

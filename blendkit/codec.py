@@ -26,7 +26,7 @@ import deflate
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from blendkit.limits import DEFAULT_LIMITS
+from blendkit.limits import DEFAULT_LIMITS, Limits
 
 VIDEO_CODEC = "libx264"
 PIX_FMT = "yuv444p"
@@ -99,33 +99,64 @@ def encode_video(
     return buf.getvalue()
 
 
-def _kept_frames(container, step: int):
+def _kept_frames(container, step: int, limits: Limits):
     """Decoded frames 0, step, 2*step, ... of the first video stream of an open container (every
-    frame is decoded: inter-frame coding needs them; only the kept ones are returned)."""
+    frame is decoded: inter-frame coding needs them; only the kept ones are returned).
+
+    Caps (``blendkit.limits``): a stream that declares frames of more than ``limits.max_pixels``
+    pixels is refused before decoding, FFmpeg's decoder refuses a frame of several times that
+    before allocating it (its ``max_pixels`` option, which counts the coded size: whole
+    macroblocks), any decoded frame over the cap is refused, and decoding stops with a
+    ``ValueError`` past ``limits.max_frames`` frames.
+    """
     stream = container.streams.video[0]
     stream.thread_count = 1  # no decoder threads: one process per core
-    for i, frame in enumerate(container.decode(stream)):
-        if i % step == 0:
-            yield frame
+    cc = stream.codec_context
+    if cc is None:
+        raise ValueError("unknown video codec: FFmpeg has no decoder for it")
+    if cc.width * cc.height > limits.max_pixels:
+        raise _over_pixels(cc.width, cc.height, limits)
+    # read when the decoder opens; it checks the coded size (rounded up to whole blocks)
+    cc.options = {"max_pixels": str(4 * limits.max_pixels + 128 * 128)}
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            if i >= limits.max_frames:
+                raise ValueError(f"over {limits.max_frames} frames (limits.max_frames)")
+            if frame.width * frame.height > limits.max_pixels:
+                raise _over_pixels(frame.width, frame.height, limits)
+            if i % step == 0:
+                yield frame
+    except av.error.ArgumentError as e:  # how the decoder refuses a frame over the cap
+        raise ValueError(
+            f"the decoder refuses a frame over the cap ({e}; limits.max_pixels)"
+        ) from e
 
 
-def decode_video(data: bytes, step: int = 1) -> np.ndarray:
+def _over_pixels(width: int, height: int, limits: Limits) -> ValueError:
+    return ValueError(
+        f"frames of {width}x{height} are over the cap of {limits.max_pixels} pixels "
+        "(limits.max_pixels)"
+    )
+
+
+def decode_video(data: bytes, step: int = 1, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """mp4 bytes -> (T, H, W, 3) uint8 RGB; with ``step`` k, frames 0, k, 2k, ... only.
 
-    Only the kept frames are converted to RGB, which is most of the cost at 128x128.
+    Only the kept frames are converted to RGB, which is most of the cost at 128x128. Frames over
+    ``limits`` are never decoded (``_kept_frames``).
     """
     reformatter = VideoReformatter()  # one conversion context for all frames, not one per frame
     with av.open(io.BytesIO(data)) as container:
         frames = [
             reformatter.reformat(f, format="rgb24", threads=1).to_ndarray()
-            for f in _kept_frames(container, step)
+            for f in _kept_frames(container, step, limits)
         ]
     if not frames:
         raise ValueError("no video frames")
     return np.stack(frames)
 
 
-def decode_video_yuv(data: bytes, step: int = 1) -> np.ndarray:
+def decode_video_yuv(data: bytes, step: int = 1, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """mp4 bytes -> (3, T, H, W) uint8 Y, U, V planes at full resolution, as stored (4:4:4,
     BT.601 limited range: ``trainer.colour.yuv_to_rgb`` turns them into RGB); frames 0, k, 2k...
 
@@ -135,14 +166,16 @@ def decode_video_yuv(data: bytes, step: int = 1) -> np.ndarray:
     container declares, as soon as it is decoded, and then released, so the decoder reuses its
     buffers; holding every frame to the end made it allocate new buffers for each frame:
     7.0 -> 6.4 ms a 64x128x128 clip of the demo shards, one core, with the loader workers' malloc
-    settings (``trainer.data.loader.keep_freed_memory``).
+    settings (``trainer.data.loader.keep_freed_memory``). Frames over ``limits`` are never
+    decoded (``_kept_frames``), and room for no more than ``limits.max_frames`` is made.
     """
     reformatter = VideoReformatter()
     with av.open(io.BytesIO(data)) as container:
-        declared = -(-container.streams.video[0].frames // step)  # 0 when the container has none
+        declared = min(container.streams.video[0].frames, limits.max_frames)  # 0: none declared
+        declared = -(-declared // step)
         planes: np.ndarray | None = None  # (C, T, H, W)
         n = 0
-        for frame in _kept_frames(container, step):
+        for frame in _kept_frames(container, step, limits):
             if frame.format.name != PIX_FMT:
                 frame = reformatter.reformat(frame, format=PIX_FMT, threads=1)
             if planes is None or n == planes.shape[1]:  # first frame, or more than declared
@@ -214,12 +247,18 @@ def encode_audio(
     return buf.getvalue()
 
 
-def decode_audio(data: bytes) -> tuple[np.ndarray, int]:
-    """m4a / FLAC (any audio PyAV reads) bytes -> (float32 mono samples, sample rate)."""
+def decode_audio(data: bytes, max_samples: int | None = None) -> tuple[np.ndarray, int]:
+    """m4a / FLAC (any audio PyAV reads) bytes -> (float32 mono samples, sample rate); with
+    ``max_samples``, decoding stops with a ``ValueError`` once more samples than that came out."""
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.audio[0]
         rate = stream.rate
-        chunks = [f.to_ndarray() for f in container.decode(stream)]
+        chunks, n = [], 0
+        for frame in container.decode(stream):
+            chunks.append(frame.to_ndarray())
+            n += frame.samples
+            if max_samples is not None and n > max_samples:
+                raise ValueError(f"audio of more than {max_samples} samples")
     pcm = np.concatenate(chunks, axis=-1)
     if pcm.dtype == np.int16:
         pcm = pcm.astype(np.float32) / 32768.0

@@ -27,18 +27,22 @@ from blendkit.format.members import (
 )
 from blendkit.format.meta import SampleMeta
 from blendkit.format.reader import ShardError, read_shard
+from blendkit.limits import DEFAULT_LIMITS, Limits
 from blendkit.pages.inspect_page import DEFAULT_MAX_SAMPLES, write_inspect_page
 from blendkit.render import contact_sheet
 
 
-def verify_sample(sample: dict, meta: SampleMeta, min_psnr: float = 40.0) -> list[str]:
-    """Decode every member; returns the problems found (empty when the sample is sound)."""
+def verify_sample(
+    sample: dict, meta: SampleMeta, min_psnr: float = 40.0, limits: Limits = DEFAULT_LIMITS
+) -> list[str]:
+    """Decode every member, each held to the sizes its json states within ``limits``
+    (``Limits.for_clip``); returns the problems found (empty when the sample is sound)."""
     missing = [name for name in REQUIRED if name not in sample]
     if missing:
         return [f"missing {', '.join(missing)}"]
     problems = []
     shape = (meta.frames, meta.height, meta.width)
-    layers = decode_layers(sample)
+    layers = decode_layers(sample, limits.for_clip(*shape))
     for layer in VIDEOS:
         if layers[layer].shape != (*shape, 3):
             problems.append(f"{layer} has shape {layers[layer].shape}, expected {(*shape, 3)}")
@@ -52,7 +56,7 @@ def verify_sample(sample: dict, meta: SampleMeta, min_psnr: float = 40.0) -> lis
     for track, m in AUDIO.items():
         data = audio_bytes(sample, m)
         if data is not None:
-            audio, rate = m.decode(data)
+            audio, rate = m.decode(data, max_samples=meta.audio_samples)
             if rate != meta.audio_rate or len(audio) != meta.audio_samples:
                 problems.append(
                     f"{track}: {len(audio)} samples at {rate} Hz, expected "
@@ -98,13 +102,14 @@ class _Tally:
         self.sizes.append(sum(len(v) for k, v in sample.items() if not k.startswith("__")))
         if meta.superpixel is not None:
             self.fractions.append(meta.superpixel.fraction)
+        problems = []
         if self.verify:
             try:
                 problems = verify_sample(sample, meta)
             except Exception as e:  # codec errors come in many types (av, zipfile, numpy)
                 problems = [f"unreadable: {type(e).__name__}: {e}"]
             self.failures += [{"sample": where, "reason": p} for p in problems]
-        if len(self.rendered) < self.n_render:
+        if len(self.rendered) < self.n_render and not problems:
             self.rendered.append((where, sample, meta))
 
 
@@ -115,12 +120,14 @@ def inspect_shards(
     n_render: int = 4,
     html: Path | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
+    allow_pipe: bool = False,
 ) -> dict:
-    """Summary of a shard set (a folder or any spec ``list_shards`` takes); with ``verify`` every
-    member is decoded and checked. Malformed members and samples and broken shards are reported
-    as failures, never used. With ``html`` a page of ``max_samples`` playable samples is written
-    there (``blendkit.pages.inspect_page``); the summary's ``html`` is its index."""
-    urls = list_shards(shards)
+    """Summary of a shard set (a folder or any spec ``list_shards`` takes; ``pipe:`` commands
+    only with ``allow_pipe``); with ``verify`` every member is decoded and checked. Malformed
+    members and samples and broken shards are reported as failures, never used, and every
+    other sample is still checked. With ``html`` a page of ``max_samples`` playable samples is
+    written there (``blendkit.pages.inspect_page``); the summary's ``html`` is its index."""
+    urls = list_shards(shards, allow_pipe=allow_pipe)
     tally = _Tally(verify, n_render if render is not None else 0)
     for url in urls:
         name = url.rsplit("/", 1)[-1]
@@ -138,7 +145,8 @@ def inspect_shards(
         contact_sheet(tally.rendered, Path(render))
         result["render"] = str(render)
     if html is not None:
-        result["html"] = str(write_inspect_page(shards, Path(html), result, max_samples))
+        page = write_inspect_page(shards, Path(html), result, max_samples, allow_pipe=allow_pipe)
+        result["html"] = str(page)
     return result
 
 

@@ -18,6 +18,10 @@ above any Kinetics video; raise them through the ``limits`` section of a config 
 - ``max_alpha_bytes``: the inflated size of an ``alpha.npz`` member, checked against the sizes
   the zip and the ``.npy`` header declare before anything is inflated. 64 MiB is 16 times a
   64x128x128 float32 alpha.
+
+Readers of shards (the trainer's loader, ``inspect --verify``) hold each sample's members to
+what its ``KEY.json`` states, within these caps (``Limits.for_clip``): a video member is refused
+past the clip's frame count or at a larger frame, an alpha past the bytes of its array.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from blendkit.typed_config import positive
+
+NPY_HEADER_ROOM = 4096  # bytes an alpha.npy may hold besides its array (numpy writes 128)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,19 @@ class Limits:
 
     def __post_init__(self) -> None:
         positive(self, "max_pixels", "max_frames", "max_alpha_bytes")
+
+    def for_clip(self, frames: int, height: int, width: int) -> Limits:
+        """The caps of the members of a sample whose json states clips of ``frames`` frames of
+        ``width`` x ``height``: exactly those sizes (an alpha: its float32 array and header),
+        within these caps. ``ValueError`` when the stated sizes are over them."""
+        pixels = height * width
+        if pixels > self.max_pixels or frames > self.max_frames:
+            raise ValueError(
+                f"clips of {frames} frames of {width}x{height} are over the caps "
+                f"({self.max_frames} frames, {self.max_pixels} pixels: limits)"
+            )
+        alpha = 4 * frames * pixels + NPY_HEADER_ROOM
+        return Limits(pixels, frames, min(alpha, self.max_alpha_bytes))
 
 
 DEFAULT_LIMITS = Limits()

@@ -16,6 +16,7 @@ from typing import Any
 from blendkit import codec
 from blendkit.engines import ENGINES
 from blendkit.format import blends
+from blendkit.format.geometry import Geometry
 from blendkit.format.meta import CHAIN, PAIRINGS
 from blendkit.limits import Limits
 from blendkit.superpixels import SuperpixelConfig
@@ -93,12 +94,17 @@ class ShardConfig:
         )
 
     @property
+    def geometry(self) -> Geometry:
+        """The clips these shards hold (``blendkit.format.Geometry``)."""
+        return Geometry(self.frames, self.fps, self.crop, self.crop, self.audio_rate)
+
+    @property
     def clip_seconds(self) -> float:
-        return self.frames / self.fps
+        return self.geometry.clip_seconds
 
     @property
     def audio_samples(self) -> int:
-        return round(self.clip_seconds * self.audio_rate)
+        return self.geometry.audio_samples
 
     @property
     def kinds(self) -> tuple[str, ...]:

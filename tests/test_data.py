@@ -17,6 +17,7 @@ from trainer.audio_features import MelParams, log_mel, n_frames
 from trainer.colour import yuv_to_rgb
 from trainer.data import DataConfig, list_shards, make_loader
 from trainer.data.device import prepare
+from trainer.pixels import UNIT
 
 torch.set_num_threads(1)
 
@@ -176,13 +177,14 @@ def test_batch_shapes_dtypes_ranges_and_audio_flags(good):
         for name in ("has_a1", "has_a2", "a1_reversed", "a2_reversed"):
             assert b[name].dtype == torch.bool and b[name].shape == (4,)
         assert not b["a1_reversed"].any() and b["mel"] == [MelParams(RATE, 64, 512, 160)] * 4
-        p = prepare(b, torch.device("cpu"), pixel_pool=1, channels_last=False)
+        p = prepare(b, torch.device("cpu"), pixel_pool=1, pixel_range=UNIT, channels_last=False)
         assert not {"a1_wave", "a2_wave", "a1_reversed", "a2_reversed", "mel"} & set(p)
         for name in ("a1", "a2"):
             assert p[name].shape == (4, 1, 64, frames) and p[name].dtype == torch.float32
     got = unbatch(batches)
     features = unbatch(
-        prepare(b, torch.device("cpu"), pixel_pool=1, channels_last=False) for b in batches
+        prepare(b, torch.device("cpu"), pixel_pool=1, pixel_range=UNIT, channels_last=False)
+        for b in batches
     )
     for i in range(12):
         s = got[f"{i:09d}"]
@@ -217,7 +219,7 @@ def test_prepared_audio_features_equal_the_log_mel_of_each_decoded_track(good, s
     from trainer.audio_features import batch_log_mel
 
     for b in read_all(config(good))[0]:
-        p = prepare(b, torch.device("cpu"), pixel_pool=1, channels_last=False)
+        p = prepare(b, torch.device("cpu"), pixel_pool=1, pixel_range=UNIT, channels_last=False)
         for i, key in enumerate(b["key"]):
             for track in ("a1", "a2"):
                 member = next((m for m in samples[int(key)] if m.startswith(f"{track}.")), None)
@@ -232,7 +234,7 @@ def test_prepared_audio_features_equal_the_log_mel_of_each_decoded_track(good, s
         assert torch.equal(flipped, p["a1"].flip(-1))
     mixed = dict(b, mel=[MelParams(RATE, 64, 512, 160), MelParams(8000, 64, 512, 160)] * 2)
     with pytest.raises(ValueError, match="mixes audio rates"):
-        prepare(mixed, torch.device("cpu"), pixel_pool=1, channels_last=False)
+        prepare(mixed, torch.device("cpu"), pixel_pool=1, pixel_range=UNIT, channels_last=False)
 
 
 def test_stored_mix_is_half_v1_plus_half_v2(good):
@@ -255,7 +257,7 @@ def test_remix_identity_is_exact_and_pairs_are_new(good):
     assert len(got) == 12 and loader.stats.skipped == 0
     for b in batches:  # the trainer forms equation 3 on the new pair, exactly
         assert "mix" not in b
-        p = prepare(b, torch.device("cpu"), pixel_pool=1, channels_last=False)
+        p = prepare(b, torch.device("cpu"), pixel_pool=1, pixel_range=UNIT, channels_last=False)
         assert torch.equal(p["mix"], p["alpha"] * p["v1"] + (1 - p["alpha"]) * p["v2"])
     bases = []
     for key, s in got.items():

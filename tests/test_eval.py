@@ -7,8 +7,12 @@ samples (one transparent, one occlusion each), a 20-frame 50x40 video to decompo
 from __future__ import annotations
 
 import json
+import re
+import wave
 from pathlib import Path
 
+import av
+import fsspec
 import numpy as np
 import pytest
 import torch
@@ -33,9 +37,11 @@ from trainer.eval.downstream import (
     occlusion_score,
     pair_score,
 )
+from trainer.eval.report_page import markdown_table
 from trainer.losses import video_loss
 from trainer.metrics import chosen_output, control_correct
 from trainer.models import build_model
+from trainer.pixels import LOSS_UNIT
 from trainer.run_record import for_training, read_record, write_record
 
 T, S, FPS, RATE = 8, 32, 25.0, 16000
@@ -43,10 +49,10 @@ N_AUDIO = round(T / FPS * RATE)  # 5120
 LABELS = ("red", "blue")
 
 
-def clip(seed: int) -> np.ndarray:
-    """A (T, S, S, 3) uint8 clip: blocky noise tinted by its class (seed % 2)."""
+def clip(seed: int, frames: int = T) -> np.ndarray:
+    """A (frames, S, S, 3) uint8 clip: blocky noise tinted by its class (seed % 2)."""
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, 120, (T, S // 8, S // 8, 3)).repeat(8, axis=1).repeat(8, axis=2)
+    base = rng.integers(0, 120, (frames, S // 8, S // 8, 3)).repeat(8, axis=1).repeat(8, axis=2)
     base[..., 0 if seed % 2 == 0 else 2] += 130
     return base.astype(np.uint8)
 
@@ -58,20 +64,23 @@ def as_the_loader_decodes(data: bytes) -> np.ndarray:
     return (rgb * 255).permute(1, 2, 3, 0).numpy()
 
 
-def sample(index: int) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
+def sample(index: int, frames: int = T) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
     """Sample ``index`` (V1 = clip(2i), V2 = clip(2i+1)) and its decoded float videos."""
-    v1_bytes, v2_bytes = (encode_video(clip(2 * index + k), FPS, 10, "ultrafast") for k in (0, 1))
+    v1_bytes, v2_bytes = (
+        encode_video(clip(2 * index + k, frames), FPS, 10, "ultrafast") for k in (0, 1)
+    )
     v1, v2 = (as_the_loader_decodes(b) for b in (v1_bytes, v2_bytes))
     blend = "transparent" if index % 2 == 0 else "occlusion"
-    alpha = np.full((T, S, S), 0.5, np.float32)
+    alpha = np.full((frames, S, S), 0.5, np.float32)
     if blend == "occlusion":
         alpha[:] = 0.0
         alpha[:, 8:20, 4:16] = 1.0
     mix_u8 = np.round(alpha[..., None] * v1 + (1 - alpha[..., None]) * v2).astype(np.uint8)
     mix_bytes = encode_video(mix_u8, FPS, 0, "ultrafast")
-    tone = (0.3 * np.sin(np.arange(N_AUDIO) * 0.02 * (index + 1))).astype(np.float32)
-    meta = {"key": f"{index:09d}", "index": index, "blend": blend, "fps": FPS, "frames": T}
-    meta |= {"height": S, "width": S, "audio_rate": RATE, "audio_samples": N_AUDIO}
+    n_audio = round(frames / FPS * RATE)
+    tone = (0.3 * np.sin(np.arange(n_audio) * 0.02 * (index + 1))).astype(np.float32)
+    meta = {"key": f"{index:09d}", "index": index, "blend": blend, "fps": FPS, "frames": frames}
+    meta |= {"height": S, "width": S, "audio_rate": RATE, "audio_samples": n_audio}
     meta |= {"v1": {"label": LABELS[0]}, "v2": {"label": LABELS[1]}}
     members = {
         "__key__": f"{index:09d}",
@@ -93,22 +102,30 @@ def as_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames.transpose(3, 0, 1, 2))).float()[None] / 255
 
 
+def write_shards(root: Path, n_shards: int = 2, frames: int = T) -> list[dict]:
+    """``n_shards`` shards of two samples (transparent, occlusion); the decoded samples."""
+    root.mkdir(parents=True, exist_ok=True)
+    decoded = []
+    for s in range(n_shards):
+        with wds.TarWriter(str(root / f"shard-{s:06d}.tar")) as sink:
+            for i in (2 * s, 2 * s + 1):
+                members, dec = sample(i, frames)
+                sink.write(members)
+                decoded.append(dec)
+    return decoded
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> tuple[Path, list[dict]]:
     root = tmp_path_factory.mktemp("shards")
-    decoded = []
-    for s in range(2):
-        with wds.TarWriter(str(root / f"shard-{s:06d}.tar")) as sink:
-            for i in (2 * s, 2 * s + 1):
-                members, dec = sample(i)
-                sink.write(members)
-                decoded.append(dec)
-    return root, decoded
+    return root, write_shards(root)
 
 
-def make_run(root: Path, shards: Path, kind: str) -> Path:
+def make_run(
+    root: Path, shards: Path, kind: str, *extra: str, stride: int = 1, name: str = ""
+) -> Path:
     """A run directory as the trainer writes it: config.json and one checkpoint."""
-    run = root / kind
+    run = root / (name or kind)
     run.mkdir()
     n = "model.n_outputs=2"
     cfg = apply_overrides(
@@ -119,7 +136,8 @@ def make_run(root: Path, shards: Path, kind: str) -> Path:
             "model.n_layers=2",
             f"data.shards={shards}",
             "pixel_pool=1",
-            "data.frame_stride=1",  # the tests' clips are already tiny
+            f"data.frame_stride={stride}",  # 1: the tests' clips are already tiny
+            *extra,
         ],  # fmt: skip
     )
     torch.manual_seed(0)
@@ -152,6 +170,11 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
     report = (out / "report.md").read_text()
     for heading in ("Table 1", "Table 2", "Figure 10", "Identity", "0.364", "(chance)"):
         assert heading in report
+    units = [line for line in report.splitlines() if "the paper's unit" in line]
+    assert units == [
+        "Every loss is in the paper's unit, pixels in [-1, 1] (runs in [0,1]: computed in "
+        "[0,1], reported x2)."
+    ]
     combined = json.loads((out / "eval.json").read_text())
     assert [m["model"] for m in combined["runs"]] == ["c2", "c3_internal"]
     for kind in ("c2", "c3_internal"):
@@ -164,7 +187,9 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
         assert (out / kind / "fig5.png").stat().st_size > 0
         assert (out / kind / "fig6_transparent.png").is_file()
         assert len(list((out / kind / "videos").glob("*.mp4"))) == 2
-        # identity baseline by hand from the decoded shards: l(V1, V) + l(V2, V)
+        # identity baseline by hand from the decoded shards: l(V1, V) + l(V2, V), computed in
+        # the run's [0, 1] and reported in the paper's unit, [-1, 1]: twice that
+        assert m["pixel_range"] == "[0,1]" and m["loss_unit"] == LOSS_UNIT
         for blend in ("transparent", "occlusion"):
             values = [
                 float(video_loss(as_tensor(d["mix"]), as_tensor(d["v1"])))
@@ -172,7 +197,7 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
                 for d in decoded
                 if d["blend"] == blend
             ]
-            assert m["identity_loss"][blend] == pytest.approx(np.mean(values), rel=1e-5)
+            assert m["identity_loss"][blend] == pytest.approx(2 * np.mean(values), rel=1e-5)
         # the model's loss: eq. 4 by hand on the same decoded sample
         model = load_run(runs[kind]).model
         d = decoded[0]
@@ -185,7 +210,7 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
         with torch.no_grad():
             outputs = model(as_tensor(d["mix"]), audio).outputs
         expected = l_pil(outputs, as_tensor(d["v1"]), as_tensor(d["v2"]))
-        assert m["per_sample"][0]["loss"] == pytest.approx(expected, rel=1e-4)
+        assert m["per_sample"][0]["loss"] == pytest.approx(2 * expected, rel=1e-4)
     c2 = json.loads((out / "c2" / "eval.json").read_text())
     c3 = json.loads((out / "c3_internal" / "eval.json").read_text())
     assert c2["control_chance"] is True and "fig10" not in c2 and "fig7" not in c2["figures"]
@@ -199,11 +224,132 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
     assert summary["reports"] == [str(out / "report.md")]
 
 
+def test_a_run_in_minus_one_one_reports_its_losses_as_computed(shards, tmp_path):
+    torch.set_num_threads(1)
+    root, decoded = shards
+    run = make_run(tmp_path, root, "c2", "model.pixel_range=[-1,1]", name="sym")
+    evaluate([run], root, tmp_path / "out", max_samples=2, offsets_s=(0.0,))
+    m = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert m["pixel_range"] == "[-1,1]" and m["loss_unit"] == LOSS_UNIT
+    d = decoded[0]  # transparent
+    mix, v1, v2 = (as_tensor(d[k]) * 2 - 1 for k in ("mix", "v1", "v2"))  # the model's range
+    identity = float(video_loss(mix, v1) + video_loss(mix, v2))
+    assert m["per_sample"][0]["identity"] == pytest.approx(identity, rel=1e-5)
+    with torch.no_grad():
+        outputs = load_run(run).model(mix).outputs
+    assert m["per_sample"][0]["loss"] == pytest.approx(l_pil(outputs, v1, v2), rel=1e-4)
+    assert "runs in [-1,1]: as computed" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_default_destination_is_run_eval(shards, runs):
     evaluate([runs["c2"]], shards[0], max_samples=1, offsets_s=(0.0,))
     m = json.loads((runs["c2"] / "eval" / "eval.json").read_text())
     assert m["samples"] == {"transparent": 1, "both": 1}
     assert (runs["c2"] / "eval" / "report.md").is_file()
+
+
+def _video_stream(path: Path) -> tuple[int, float, str]:
+    """(frames, frame rate, pixel format) of an mp4's video stream."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        return len(frames), float(stream.average_rate), frames[0].format.name
+
+
+def test_report_page_and_videos_at_the_model_input_rate(tmp_path):
+    """A run that kept every 2nd frame of 16-frame clips at 25 fps saw 8 frames at 12.5 fps: its
+    example videos and report.html's clips play them at 12.5 fps (the clip's real 0.64 s), in
+    the display encoding; report.html shows every example's V, V1, V2, O_i and beta_ij L_j,
+    V1's sound, and the chosen slot marked as eval.json scores it."""
+    torch.set_num_threads(1)
+    write_shards(tmp_path / "shards", n_shards=1, frames=16)
+    run = make_run(tmp_path, tmp_path / "shards", "c3_internal", stride=2)
+    assert read_record(run).model_input.fps == 12.5
+    out = tmp_path / "eval"
+    summary = evaluate([run], tmp_path / "shards", out, offsets_s=(0.0,))
+    videos = sorted((out / "videos").glob("*.mp4"))
+    assert len(videos) == 2
+    assert [_video_stream(v) for v in videos] == [(8, 12.5, "yuv420p")] * 2
+    assert summary["pages"] == [str(out / "report.html")]
+    html = (out / "report.html").read_text()
+    clips = re.findall(r'<video src="(report_media/v\d{4}\.mp4)"', html)
+    assert len(clips) == 2 * (3 + 2 + 2 * 2)  # 2 examples: V, V1, V2, O1, O2, 4 terms
+    assert {_video_stream(out / c) for c in clips} == {(8, 12.5, "yuv420p")}
+    sounds = re.findall(r'<source src="(report_media/a\d{4}\.wav)"', html)
+    assert len(sounds) == 2 and html.count('<option value="0" selected>') == 2  # A1 follows
+    with wave.open(str(out / sounds[0])) as w:
+        assert (w.getframerate(), w.getnframes()) == (RATE, round(16 / FPS * RATE))
+    rows = json.loads((out / "eval.json").read_text())["per_sample"]
+    outcomes = ["right" if r["control_correct"] else "wrong" for r in rows]
+    assert re.findall(r"control: (right|wrong)</span>", html) == outcomes
+    badges = re.findall(r'class="clip tone-(good|bad)">.*?class="badge">chosen: (\w+)<', html)
+    assert [b for _, b in badges] == outcomes
+    captions = ("Table 1", "Table 2", "Figure 10", "\u03b212 L2", "O2 = \u03a3j \u03b22j Lj")
+    for caption in captions:
+        assert caption in html, caption
+
+
+def test_report_tables_are_read_back_from_the_markdown():
+    columns, rows = markdown_table("| a | b |\n| --- | --- |\n| 1 | x y |\n| 2 | - |")
+    assert columns == ["a", "b"] and rows == [["1", "x y"], ["2", "-"]]
+    with pytest.raises(ValueError, match="one width"):
+        markdown_table("| a | b |\n| --- | --- |\n| run | odd | name | 1 |")
+
+
+def test_evaluate_from_file_and_memory_urls(shards, runs, tmp_path):
+    """``blendkit-eval eval --shards`` takes a ``file://`` URL, and ``evaluate`` a
+    ``memory://`` folder URL: the same samples and numbers as the local folder (evaluation reads
+    with ``workers=0``, in this process)."""
+    from typer.testing import CliRunner
+
+    from trainer.eval_cli import app
+
+    torch.set_num_threads(1)
+    fs = fsspec.filesystem("memory")
+    root = f"/blendkit-eval-{tmp_path.name}"
+    for path in sorted(shards[0].glob("*.tar")):
+        fs.pipe(f"{root}/val/{path.name}", path.read_bytes())
+    args = {"max_samples": 2, "offsets_s": (0.0,)}
+    try:
+        evaluate([runs["c2"]], shards[0], tmp_path / "local", **args)
+        evaluate([runs["c2"]], f"memory://{root}/val", tmp_path / "memory", **args)
+    finally:
+        fs.rm(root, recursive=True)
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(runs["c2"]),
+            "--shards",
+            f"file://{shards[0]}",
+            "--out",
+            str(tmp_path / "file"),
+        ]
+        + ["--max-samples", "2", "--offsets", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"page: {tmp_path / 'file' / 'report.html'}" in result.output
+    rows = [
+        json.loads((tmp_path / n / "eval.json").read_text()) for n in ("local", "memory", "file")
+    ]
+    assert rows[0]["per_sample"] == rows[1]["per_sample"] == rows[2]["per_sample"]
+    assert [r["key"] for r in rows[0]["per_sample"]] == ["000000000", "000000001"]
+    result = CliRunner().invoke(app, ["eval", str(runs["c2"]), "--shards", "memory://absent/x"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: no shards found for 'memory://absent/x'"
+    (tmp_path / "mine").mkdir()  # a report.html of the user's own is never overwritten
+    (tmp_path / "mine" / "report.html").write_text("<p>mine</p>")
+    result = CliRunner().invoke(
+        app,
+        ["eval", str(runs["c2"]), "--shards", str(shards[0]), "--out", str(tmp_path / "mine")]
+        + ["--max-samples", "1", "--offsets", "0"],
+    )
+    assert (
+        result.exit_code == 2 and (tmp_path / "mine" / "report.html").read_text() == "<p>mine</p>"
+    )
+    assert result.output.strip().endswith(
+        "report.html: exists and is not a page; choose another name"
+    )
 
 
 def test_control_rule_on_a_constructed_case():
@@ -231,6 +377,15 @@ def test_decompose_writes_n_layer_videos(runs, tmp_path):
     assert len(summary["outputs"]) == 2
     for path in [*summary["outputs"], summary["input"]]:
         assert decode_video(Path(path).read_bytes()).shape == (20, S, S, 3)
+        assert _video_stream(Path(path)) == (20, FPS, "yuv420p")  # the display encoding
+    with wave.open(summary["sound"]) as w:  # the soundtrack under the 20 frames, whole
+        assert (w.getframerate(), w.getnframes()) == (RATE, round(20 / FPS * RATE))
+    html = Path(summary["page"]).read_text()
+    assert summary["page"] == str(tmp_path / "out" / "decompose.html")
+    srcs = re.findall(r' src="([^"]+)"', html)  # the files decompose wrote, not copies
+    assert srcs == ["input.mp4", "layer_1.mp4", "layer_2.mp4", "input.wav"]
+    assert not (tmp_path / "out" / "decompose_media").exists()
+    assert html.count("the audio&#x27;s choice") == 1 and '<option value="0" selected>' in html
     control = summary["control"]
     assert control["has_audio"] and len(control["per_window"]) == 3
     assert control["overall"] in (0, 1) and all(c in (0, 1) for c in control["per_window"])
@@ -238,6 +393,8 @@ def test_decompose_writes_n_layer_videos(runs, tmp_path):
     make_video(silent, n_frames=20, width=50, height=40)
     summary = decompose(runs["c2"], silent, tmp_path / "c2", device="cpu")
     assert summary["control"] is None and [w["frames"] for w in summary["windows"]] == [20]
+    assert summary["sound"] is None and not (tmp_path / "c2" / "input.wav").exists()
+    assert "<audio" not in Path(summary["page"]).read_text()
     assert decode_video(Path(summary["outputs"][1]).read_bytes()).shape == (20, S, S, 3)
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from blendkit.format.blends import OCCLUSION, TRANSPARENT
 from blendkit.inspect import inspect_shards
-from blendkit.pages import Clip, Media, Page, write_page
+from blendkit.pages import Clip, Media, Page, write_page, write_page_file
 from blendkit.pages.encode import encode_display_audio, encode_display_video
 from blendkit.pages.inspect_page import DEFAULT_MAX_SAMPLES
 from blendkit.pages.markup import attrs, element, text
@@ -253,6 +253,58 @@ def test_page_folder_refuses_other_folders_and_rewrites_its_own(tmp_path):
         "keep.txt",
         "v0001.mp4",
     ]
+
+
+def test_page_file_beside_other_files_points_at_plain_files_in_place(tmp_path):
+    """``write_page_file``: ``NAME.html`` and ``NAME_media/`` beside a folder's other files; a
+    medium already in the folder under a plain name is used where it is, anything else is
+    copied under a generated name; a file of that name that is not a page is refused."""
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / "report.md").write_text("mine")
+    frames = np.stack([frame_image(k, 32, 32) for k in range(4)])
+    (folder / "layer_1.mp4").write_bytes(encode_display_video(frames, 25.0))
+    (folder / "odd name.mp4").write_bytes(encode_display_video(frames, 25.0))
+    page = _small_page("x")
+    group = page.sections[1].groups[0]
+    group.add_clip(Clip(Media.file(folder / "layer_1.mp4"), "in place", row="r"))
+    group.add_clip(Clip(Media.file(folder / "odd name.mp4"), "copied", row="r"))
+    group.sound = 0
+    index = write_page_file(page, folder / "report.html")
+    html = index.read_text()
+    srcs = re.findall(r' src="([^"]+)"', html)
+    assert srcs == [
+        "report_media/f0001.png",
+        "report_media/v0001.mp4",
+        "layer_1.mp4",
+        "report_media/v0002.mp4",
+        "report_media/a0001.wav",
+    ]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "layer_1.mp4",
+        "odd name.mp4",
+        "report.html",
+        "report.md",
+        "report_media",
+    ]
+    assert '<option value="0" selected>' in html
+    labels = re.findall(r'<div class="row-label">([^<]*)</div>', html)
+    assert labels == ["", "r"]  # the first clip's row, then the two clips of row "r"
+    write_page_file(_small_page("x"), folder / "report.html")  # its own page: rewritten
+    assert sorted(p.name for p in (folder / "report_media").iterdir()) == [
+        "a0001.wav",
+        "f0001.png",
+        "v0001.mp4",
+    ]
+    with pytest.raises(ValueError, match="must end in .html"):
+        write_page_file(_small_page("x"), folder / "report.md")
+    (folder / "notes.html").write_text("<p>mine</p>")
+    with pytest.raises(FileExistsError, match="notes.html: exists and is not a page"):
+        write_page_file(_small_page("x"), folder / "notes.html")
+    assert (folder / "notes.html").read_text() == "<p>mine</p>"
+    group.sound = 5
+    with pytest.raises(ValueError, match="sound 5 is not one of its tracks"):
+        write_page_file(page, folder / "report.html")
 
 
 def test_page_rejects_unknown_tones_and_wrong_media():

@@ -11,6 +11,12 @@ to the same frame (the frame each video *shows*, read back through a canvas, and
 playing keeps them within one frame and pausing lines them up; the filter shows only the chosen
 kind; nothing is requested from outside the page's folder, and nothing breaks the page's
 Content-Security-Policy or throws.
+
+The same on the trainer's pages, made from a tiny C3 run (``tests.test_eval``'s fixtures): the
+``report.html`` of its evaluation, served (every example's clips and V1's sound, which follows
+the videos and stays within a frame of them after each seek; the chosen output of every example
+marked; the tables and Figure 10's image load), and the ``decompose.html`` of a video with sound,
+opened from disk (it points at ``decompose``'s own files).
 """
 
 from __future__ import annotations
@@ -23,17 +29,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from blendkit.inspect import inspect_shards
 from blendkit.pages import Clip, Media, Page, write_page
 from blendkit.pages.encode import DisplayVideoWriter
 from tests import page_checks as pc
 from tests.browser import Browser
-from tests.media import frame_image
+from tests.media import frame_image, make_video
+from tests.test_eval import make_run, write_shards
 from tests.tiny_shards import FPS, FRAMES, HOSTILE_LABEL, write_tiny_shards
+from trainer.eval import decompose, evaluate
 
 FIRST = "#s2g1"  # the first synced group of the inspect page (section 2, group 1)
 CODED = ".clip:nth-child(-n+3) video"  # mix, v1, v2 carry frame codes; alpha does not
+EVAL_FRAMES = 32  # frames of the clips of the evaluated shards
 
 
 def report_like_page(folder: Path, tmp: Path) -> Path:
@@ -101,16 +111,22 @@ def _check_media(tab, n_media: int) -> None:
     assert pc.problems(tab) == []
 
 
-def _check_seeks(tab, group: str, coded: str | None) -> None:
-    frame = 1 / FPS
-    for k in (11, 3, FRAMES - 1, 0, 6):
+def _check_seeks(
+    tab, group: str, coded: str | None, frames: int = FRAMES, fps: float = FPS, sound: bool = False
+) -> None:
+    """Seek with the group's slider: every video (and, with ``sound``, the audio that follows
+    them) at the middle of the frame asked for, all within one frame of each other."""
+    frame = 1 / fps
+    for k in (frames * 11 // 16, frames * 3 // 16, frames - 1, 0, frames * 6 // 16):
         pc.seek_with_slider(tab, group, k)
         times = pc.group_times(tab, group)
-        assert max(times) - min(times) < frame and abs(times[0] - (k + 0.5) / FPS) < frame / 2
+        if sound:
+            times += [tab.evaluate(f"document.querySelector('{group} audio').currentTime")]
+        assert max(times) - min(times) < frame and abs(times[0] - (k + 0.5) / fps) < frame / 2
         if coded:  # what is on screen, not just the clock
             assert pc.shown_frames(tab, group, coded) == [k] * 3
         assert tab.evaluate(f"document.querySelector('{group} .time').textContent").startswith(
-            f"frame {k + 1} / {FRAMES} "
+            f"frame {k + 1} / {frames} "
         )
 
 
@@ -211,4 +227,52 @@ def test_a_request_outside_the_folder_is_caught(browser, server):
     tab = browser.open(folder + "index.html")
     tab.wait_for("document.images[0].complete")
     assert f"{server}/inspect/media/f0001.png" in pc.outside(tab.requests, folder)
+    tab.close()
+
+
+# --- the trainer's pages: report.html of an evaluation, decompose.html ----------------------
+
+
+@pytest.fixture(scope="module")
+def trainer_pages(site, tmp_path_factory) -> dict:
+    """report.html of a tiny C3 run evaluated on 4 samples (2 per blend kind) of 32-frame clips
+    (1.28 s: no clip loops round while the play check samples it), and decompose.html of a
+    40-frame video with sound, both in the served site."""
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("trained")
+    write_shards(tmp / "shards", frames=EVAL_FRAMES)
+    run = make_run(tmp, tmp / "shards", "c3_internal")
+    evaluate([run], tmp / "shards", site / "eval", offsets_s=(0.0,))
+    make_video(tmp / "in.mp4", n_frames=40, width=50, height=40, audio=True)
+    summary = decompose(run, tmp / "in.mp4", site / "decompose", window=8, device="cpu")
+    return {"examples": 4, "videos": 3 + 2 + 2 * 2, "decompose_frames": summary["frames"]}
+
+
+def test_eval_report_page_plays_in_sync_with_the_control_sound(browser, server, trainer_pages):
+    folder = f"{server}/eval/"
+    tab = browser.open(folder + "report.html")
+    n = trainer_pages["examples"]
+    assert tab.evaluate("document.querySelectorAll('.group').length") == n
+    _check_media(tab, n * (trainer_pages["videos"] + 1))  # every clip, and V1's sound
+    group = "#s2g1"  # the first example of the first run
+    assert tab.evaluate(f"document.querySelector('{group} .sound').value") == "0"
+    _check_seeks(tab, group, None, frames=EVAL_FRAMES, fps=FPS, sound=True)
+    _check_play_pause(tab, group)
+    marked = tab.evaluate("document.querySelectorAll('.clip.tone-good, .clip.tone-bad').length")
+    assert marked == n  # the chosen output of every example (all have V1's sound)
+    assert tab.evaluate("document.querySelectorAll('table').length") >= 3  # Tables 1, 2, Fig 10
+    assert tab.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth)")
+    assert pc.problems(tab) == [] and pc.outside(tab.requests, folder) == []
+    tab.close()
+
+
+def test_decompose_page_plays_from_disk(browser, site, trainer_pages):
+    folder = (site / "decompose").as_uri() + "/"
+    tab = browser.open(folder + "decompose.html")
+    _check_media(tab, 1 + 2 + 1)  # input, 2 layers, the soundtrack
+    frames = trainer_pages["decompose_frames"]
+    _check_seeks(tab, "#s1g1", None, frames=frames, fps=FPS, sound=True)
+    _check_play_pause(tab, "#s1g1")
+    assert tab.evaluate("document.querySelectorAll('.clip.tone-info .badge').length") == 1
+    assert pc.problems(tab) == [] and pc.outside(tab.requests, folder) == []
     tab.close()

@@ -6,12 +6,14 @@ Tiny shapes throughout: T=8 frames of 32x32, width 1/16 networks, 16 mel bands.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import socket
 from itertools import islice
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 import torch
@@ -30,6 +32,7 @@ from trainer.models import ModelOutput, build_model
 from trainer.models.registry import MODEL_NAMES
 from trainer.objective import compute_loss, model_inputs
 from trainer.optim import make_optimizer
+from trainer.pixels import UNIT
 from trainer.run_record import TrainedOn, read_record
 from trainer.train import train
 from trainer.train_state import params_digest
@@ -123,7 +126,7 @@ def test_objective_terms_are_the_papers_equations():
 def test_prepare_pools_pixels():
     video = torch.arange(2 * 3 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4, 4)
     batch = {"mix": video, "v1": video + 1, "a1": torch.ones(2, 1, 8, 5), "key": ["a", "b"]}
-    out = prepare(batch, torch.device("cpu"), pixel_pool=2, channels_last=False)
+    out = prepare(batch, torch.device("cpu"), pixel_pool=2, pixel_range=UNIT, channels_last=False)
     assert out["mix"].shape == (2, 3, 4, 2, 2) and out["key"] == ["a", "b"]
     # frame 2 of channel 0 of sample 0: values 32..47; its top-left 2x2 block is 32, 33, 36, 37
     assert out["mix"][0, 0, 2, 0, 0].item() == (32 + 33 + 36 + 37) / 4
@@ -150,7 +153,7 @@ def test_one_cpu_step_per_model_kind(tmp_path, kind):
     initial = params_digest(build_model(kind, cfg.model))
     summary = train(cfg, batches=synthetic_batches(1, 8, seed=0))
     (row,) = metrics(tmp_path / kind)
-    assert set(row) == {"step", "lr", "loss", "identity"} | EXPECTED_TERMS[kind]
+    assert set(row) == {"step", "lr", "loss", "identity", "loss_unit"} | EXPECTED_TERMS[kind]
     assert math.isfinite(summary["final_loss"]) and summary["final_loss"] == row["loss"]
     assert summary["steps"] == 1 and summary["params_sha256"] != initial
     parts = sum(row[k] for k in EXPECTED_TERMS[kind] if k != "control_acc")
@@ -399,9 +402,10 @@ def test_train_from_shards_through_make_loader(tmp_path):
 
     val_cfg = dataclasses.replace(full_cfg_data(shards), batch_size=2)
     raw = next(iter(make_loader(val_cfg)))
-    first = prepare(raw, torch.device("cpu"), pixel_pool=1, channels_last=False)
+    first = prepare(raw, torch.device("cpu"), pixel_pool=1, pixel_range=UNIT, channels_last=False)
     expected = identity_loss(first["mix"], first["v1"], first["v2"]).mean().item()
-    assert full["val"]["identity"] == pytest.approx(expected, rel=1e-6)
+    # computed in [0, 1], reported in the paper's unit (trainer.pixels): twice as much
+    assert full["val"]["identity"] == pytest.approx(2 * expected, rel=1e-6)
     assert first["a1"].shape == (2, 1, N_MELS, 5120 // 160 + 1) and bool(first["has_a1"].all())
     rows = [json.loads(x) for x in (tmp_path / "full" / "val.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
@@ -413,6 +417,7 @@ def test_train_from_shards_through_make_loader(tmp_path):
         "frame_stride": 1,
         "pixel_pool": 1,
         "shard_format": SHARD_FORMAT,
+        "pixel_range": UNIT,
     }
     assert ckpt.load(ckpt.latest(tmp_path / "full"))["trained_on"] == record
 
@@ -469,8 +474,8 @@ def _ddp_shard_worker(rank: int, port: int, run: str, shards: str, out: str) -> 
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     real, seen = trainer.data.stream.make_loader, []
 
-    def recording_loader(cfg, **kwargs):  # the trainer's loader, keys written down
-        loader = real(cfg, **kwargs)
+    def recording_loader(cfg, rank=0, world_size=1, **kwargs):  # the trainer's, keys written down
+        loader = real(cfg, rank=rank, world_size=world_size, **kwargs)
 
         class Recorded:
             def __iter__(self):
@@ -505,3 +510,71 @@ def test_ddp_ranks_read_disjoint_shards_and_end_with_identical_weights(tmp_path)
     assert shards_of == [{0, 2}, {1, 3}]  # split_by_node: every other shard, disjoint
     assert sorted(r0["keys"] + r1["keys"]) == [f"{i:09d}" for i in range(8)]
     assert r0["summary"]["params_sha256"] == r1["summary"]["params_sha256"]
+
+
+# ----------------------------------------------------------------------------- object stores
+
+
+def _to_memory(shards: Path, root: str) -> str:
+    """Copy a shard folder into fsspec's in-process memory filesystem; its folder URL."""
+    fs = fsspec.filesystem("memory")
+    for path in sorted(shards.glob("*.tar")):
+        fs.pipe(f"{root}/{path.name}", path.read_bytes())
+    return f"memory://{root}"
+
+
+def test_train_from_file_and_memory_urls_reads_the_same_batches(tmp_path):
+    """``data.shards`` and ``val_shards`` as a ``file://`` folder URL, a ``memory://`` folder
+    URL and brace ranges of them: the same stream as the local path, read by a forked loader
+    worker (``data.workers=1``: the memory store is filled before the loader forks)."""
+    shards = _write_shards(tmp_path / "shards")
+    memory = _to_memory(shards, f"/blendkit-train-{tmp_path.name}")
+    opts = ["val_batches=1", "data.workers=1", "data.shuffle_buffer=4", "optim.batch=2"]
+    opts += ["eval_every=2", "ckpt_every=2", "optim.steps=2"]
+    specs = {
+        "local": (str(shards), str(shards)),
+        "file": (f"file://{shards}", f"file://{shards}/shard-{{000000..000001}}.tar"),
+        "memory": (memory, f"{memory}/shard-{{000000..000001}}.tar"),
+    }
+    try:
+        for name, (train_spec, val_spec) in specs.items():
+            cfg = small_cfg(tmp_path / name, "c2", f"data.shards={train_spec}", *opts)
+            train(apply_overrides(cfg, [f"val_shards={val_spec}"]))
+        assert metrics(tmp_path / "file") == metrics(tmp_path / "local")
+        assert metrics(tmp_path / "memory") == metrics(tmp_path / "local")
+        val = [(tmp_path / n / "val.jsonl").read_text() for n in specs]
+        assert val[0] == val[1] == val[2] and val[0]
+        assert read_record(tmp_path / "memory").geometry_source == (
+            f"read from {memory}/shard-000000.tar"
+        )
+        with pytest.raises(
+            ConfigError, match=r"data.shards: shard memory://.*002.tar does not exist and 1 more"
+        ):
+            train(
+                small_cfg(
+                    tmp_path / "bad", "c2", f"data.shards={memory}/shard-{{000000..000003}}.tar"
+                )
+            )
+    finally:
+        fsspec.filesystem("memory").rm(memory.removeprefix("memory://"), recursive=True)
+
+
+def test_check_shards_names_missing_shards_and_missing_protocol_packages(tmp_path, monkeypatch):
+    from trainer.data.stream import check_shards
+
+    shards = _write_shards(tmp_path / "shards", n_shards=1, per_shard=1)
+    check_shards("data.shards", f"file://{shards}/shard-{{000000..000000}}.tar")
+    with pytest.raises(ConfigError, match=r"val_shards: shard file://.*001.tar does not exist and"):
+        check_shards("val_shards", f"file://{shards}/shard-{{000000..000002}}.tar")
+    with pytest.raises(ConfigError, match="data.shards: no shards found for .*no such file"):
+        check_shards("data.shards", str(tmp_path / "absent"))
+    monkeypatch.setitem(  # a protocol whose package is not installed (as s3fs, gcsfs may not be)
+        importlib.import_module("fsspec.registry").known_implementations,
+        "nosuchfs",
+        {"class": "nosuchfs_package.FileSystem", "err": "Install nosuchfs_package to read it"},
+    )
+    with pytest.raises(ConfigError) as info:
+        check_shards("data.shards", "nosuchfs://bucket/k600/shard-{000000..000009}.tar")
+    assert str(info.value) == (
+        "data.shards: nosuchfs://bucket/k600/shard-000000.tar: Install nosuchfs_package to read it"
+    )

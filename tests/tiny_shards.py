@@ -27,36 +27,38 @@ HOSTILE_KEY = '"><script>window.__pwned=2</script>'  # V2's youtube_id (keys mus
 HOSTILE_ID = "../../etc/passwd</td></tr><b>id</b>"
 
 
-def clip(offset: int = 0) -> np.ndarray:
-    """(FRAMES, HEIGHT, WIDTH, 3) uint8: frame t shows code t + offset."""
-    return np.stack([frame_image(t + offset, WIDTH, HEIGHT) for t in range(FRAMES)])
+def clip(offset: int = 0, frames: int = FRAMES, height: int = HEIGHT, width: int = WIDTH):
+    """(frames, height, width, 3) uint8: frame t shows code t + offset."""
+    return np.stack([frame_image(t + offset, width, height) for t in range(frames)])
 
 
-def _side(label: str, youtube_id: str) -> dict:
+def _side(label: str, youtube_id: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     return {
         "youtube_id": youtube_id,
         "label": label,
         "split": "train",
         "path": f"{label}/{youtube_id}.mp4",
         "clip_start_s": 1.25,
-        "crop": [3, 5, HEIGHT, WIDTH],
-        "resized": [HEIGHT + 8, WIDTH + 10],
+        "crop": [3, 5, height, width],
+        "resized": [height + 8, width + 10],
         "has_audio": True,
     }
 
 
-def sample_members(index: int, hostile: bool) -> tuple[str, dict[str, bytes]]:
-    """The key and members of sample ``index``."""
+def sample_members(
+    index: int, hostile: bool, frames: int = FRAMES, height: int = HEIGHT, width: int = WIDTH
+) -> tuple[str, dict[str, bytes]]:
+    """The key and members of sample ``index`` (clips of ``frames`` x ``height`` x ``width``)."""
     kind = BLEND_KINDS[index % len(BLEND_KINDS)]
     key = f"{index:09d}"
     label1 = HOSTILE_LABEL if hostile and index == 1 else LABELS[index % 3]
     label2 = LABELS[(index + 1) % 3]
-    video = clip()
-    alpha = np.full((FRAMES, HEIGHT, WIDTH), 0.5, np.float32)
+    video = clip(0, frames, height, width)
+    alpha = np.full((frames, height, width), 0.5, np.float32)
     if kind == OCCLUSION:
         alpha[:] = 0.0
-        alpha[:, 8:24, 16:40] = 1.0
-    t = np.arange(round(FRAMES / FPS * RATE)) / RATE
+        alpha[:, height // 6 : height // 2, width // 4 : width * 5 // 8] = 1.0
+    t = np.arange(round(frames / FPS * RATE)) / RATE
     meta = {
         "key": key,
         "index": index,
@@ -64,16 +66,20 @@ def sample_members(index: int, hostile: bool) -> tuple[str, dict[str, bytes]]:
         "seed": 100 + index,
         "pairing": "chain",
         "fps": FPS,
-        "frames": FRAMES,
-        "height": HEIGHT,
-        "width": WIDTH,
+        "frames": frames,
+        "height": height,
+        "width": width,
         "audio_rate": RATE,
         "audio_samples": len(t),
-        "v1": _side(label1, HOSTILE_ID if hostile and index == 1 else f"yt{index:03d}"),
-        "v2": _side(label2, HOSTILE_KEY if hostile and index == 1 else f"yt{index + 1:03d}"),
+        "v1": _side(
+            label1, HOSTILE_ID if hostile and index == 1 else f"yt{index:03d}", height, width
+        ),
+        "v2": _side(
+            label2, HOSTILE_KEY if hostile and index == 1 else f"yt{index + 1:03d}", height, width
+        ),
         "superpixel": {
             "label": 3,
-            "voxels": 6144,
+            "voxels": frames * (height // 2 - height // 6) * (width * 5 // 8 - width // 4),
             "fraction": 0.125,
             "n_segments": 8,
             "compactness": 10.0,
@@ -107,15 +113,18 @@ def write_tiny_shards(
     per_shard: int = 4,
     hostile: bool = False,
     broken: frozenset[int] = frozenset(),
+    geometry: tuple[int, int, int] = (FRAMES, HEIGHT, WIDTH),
+    first: int = 0,
 ) -> Path:
     """``n_shards`` shard-*.tar of ``per_shard`` samples each into ``folder``; returns it.
-    Samples whose index is in ``broken`` hold a ``mix.mp4`` that is not a video."""
+    Samples whose index is in ``broken`` hold a ``mix.mp4`` that is not a video. ``geometry``:
+    frames, height and width of the clips; ``first``: the number of the first shard."""
     folder.mkdir(parents=True, exist_ok=True)
     cache: dict[str, bytes] = {}
-    for s in range(n_shards):
+    for s in range(first, first + n_shards):
         with tarfile.open(folder / f"shard-{s:06d}.tar", "w") as tar:
             for i in range(s * per_shard, (s + 1) * per_shard):
-                key, members = sample_members(i, hostile)
+                key, members = sample_members(i, hostile, *geometry)
                 if i in broken:
                     members["mix.mp4"] = b"not a video"
                 for name, data in members.items():

@@ -8,22 +8,37 @@ name and ``latest`` only ever sees complete files.
 
 RNG states are stored as tensors and plain Python values so that the file loads with
 ``torch.load(weights_only=True)``.
+
+A checkpoint is data, never code: ``load`` reads with ``weights_only=True``, which refuses any
+pickled object other than tensors and plain values (a file that would run code on load), and
+turns that refusal, a truncated or corrupt file, or one that holds no dict into one
+``CheckpointError`` naming the file. ``newest_loadable`` is what a resume reads: the newest
+checkpoint that loads, each newer one that does not logged and skipped (never deleted).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import pickle
 import random
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+log = logging.getLogger(__name__)
+
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step-(\d{9})\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names it and says why, in one line."""
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
@@ -50,13 +65,19 @@ def save(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by ``save`` (tensors and plain values only).
+    """Read a checkpoint written by ``save`` (tensors and plain values only); anything else is a
+    ``CheckpointError`` naming the file (module docstring).
 
     Tensors go to ``map_location``, except the RNG states made by ``rng_state``: they stay on
     the CPU, where ``set_rng_state`` needs them (a CUDA resume would otherwise fail on
     ``.numpy()``).
     """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load fails in many types (pickle, zip, EOF, OS, ...)
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({_reason(e)})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(payload).__name__})")
     if torch.device(map_location).type == "cpu":
         return payload
     return _to_device(payload, torch.device(map_location))
@@ -76,6 +97,51 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_device(v, device) for v in obj)
     return obj
+
+
+def _reason(e: Exception) -> str:
+    """One line saying why ``torch.load`` failed."""
+    if isinstance(e, pickle.UnpicklingError):  # weights_only refused, or not a pickle at all
+        why = [ln for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        detail = f": {why[0].strip()}" if why else ""
+        return f"holds more than tensors and plain values, refused unread{detail}"
+    if isinstance(e, OSError):
+        return e.strerror or type(e).__name__
+    if isinstance(e, EOFError):
+        return "the file ends early"
+    text = str(e).strip().split(". ")[0].splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+def newest_loadable(
+    run_dir: str | Path,
+    map_location: str | torch.device = "cpu",
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[Path, dict[str, Any]] | None:
+    """(path, payload) of the newest checkpoint of a run that loads and passes ``check`` (which
+    raises ``CheckpointError``); newer ones that do not are skipped, each logged as a warning.
+    None when the run has no checkpoint; ``CheckpointError`` when it has some and none loads."""
+    found = checkpoints(run_dir)
+    problems = []
+    for _, path in reversed(found):
+        try:
+            payload = load(path, map_location)
+            if check is not None:
+                check(payload)
+        except CheckpointError as e:
+            problems.append(str(e) if str(e).startswith(f"{path}:") else f"{path}: {e}")
+            continue
+        for problem in problems:
+            log.warning("skipped %s", problem)
+        if problems:
+            log.warning("resuming from %s, the newest checkpoint that loads", path)
+        return path, payload
+    if problems:
+        raise CheckpointError(
+            f"{Path(run_dir) / CHECKPOINT_DIR}: none of its {len(found)} checkpoints loads "
+            f"({problems[0]}); move the folder away to start the run over"
+        )
+    return None
 
 
 def checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:

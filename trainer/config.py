@@ -3,12 +3,20 @@
 ``TrainConfig`` nests the model's ``ModelConfig`` and the data's ``DataConfig`` next to the
 optimiser's ``OptimConfig`` and the run settings. A config comes from a preset (``paper``,
 ``tiny``) or a JSON file, then ``key=value`` overrides with dotted keys (``model.n_outputs=2``,
-``optim.lr=0.1``) are applied; values are parsed to the field's declared type. Unknown keys,
-wrong types and inconsistent settings raise ``ConfigError`` with a one-line message naming the
-key; each dataclass checks its own fields in ``__post_init__`` (``blendkit.typed_config``'s
-checks) and ``TrainConfig`` the rules across sections. The resolved config is written to
-``RUN/config.json`` by the trainer and can be read back with ``load_config("RUN/config.json")``
-(older spellings of a value are read through ``LEGACY_VALUES``).
+``optim.lr=0.1``) are applied; values are parsed to the field's declared type.
+
+A JSON file starts from the preset its ``"preset"`` key names and sets the keys it holds; one
+that names none starts from ``paper`` (the dataclass defaults: batch 128, full-width networks),
+and when it does not set every key the command line says so in one line (``load_config``'s
+``notice``), so a file of a few keys never silently trains at paper scale. The config's
+``preset`` field records where the keys came from (``blendkit-train config`` prints it).
+
+Unknown keys, wrong types and inconsistent settings raise ``ConfigError`` with a one-line
+message naming the key; each dataclass checks its own fields in ``__post_init__``
+(``blendkit.typed_config``'s checks) and ``TrainConfig`` the rules across sections. The
+resolved config is written to ``RUN/config.json`` by the trainer and can be read back with
+``load_config("RUN/config.json")`` (older spellings of a value are read through
+``LEGACY_VALUES``).
 
 Batch sizes: ``optim.batch`` is the *global* batch of one optimiser step (the paper's 128) over
 all ranks and accumulation micro-steps. Each rank loads micro-batches of
@@ -21,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,18 +42,29 @@ from blendkit.typed_config import (
     from_dict,
     one_of,
     positive,
+    read_json_object,
     require,
     to_dict,
 )
+from blendkit.writer import write_atomic
+from trainer import pixels
 from trainer.data import DataConfig
 from trainer.models import ModelConfig
 from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES, check_outputs
 
 AUTO = "auto"  # optim.grad_accum chosen by the trainer
-DERIVED_KEYS: frozenset[str] = frozenset({"data.batch_size"})
-# Keys that may differ between a run's saved config and the config it is resumed with.
+DERIVED_KEYS: dict[str, str] = {  # keys that may not be set directly, and what to set instead
+    "data.batch_size": "is derived from optim.batch; set optim.batch instead",
+    "preset": 'is set by --config (a preset name, or a JSON file\'s "preset" key)',
+}
+# Keys that may differ between a run's saved config and the config it is resumed with: the run
+# folder's own place (a run moved or copied elsewhere resumes), where the keys came from, the
+# pipe: opt-in, and the run's length and chores.
 RESUMABLE_KEYS: frozenset[str] = frozenset(
     {
+        "run_dir",
+        "preset",
+        "data.allow_pipe",
         "optim.steps",
         "log_every",
         "ckpt_every",
@@ -115,8 +135,10 @@ class TrainConfig:
     ``peak_tflops`` and ``device_memory_gb`` (0: from ``trainer.devices`` and the driver) state
     the device's dense bf16 peak, for the MFU the trainer logs, and its memory, for
     ``optim.grad_accum=auto``.
+    ``preset`` is the preset the config started from (``PRESETS``; see the module docstring).
     """
 
+    preset: str = "paper"
     model_name: str = DEFAULT_MODEL
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(shards=""))
@@ -145,6 +167,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         """Settings that cannot train; each message names the offending key (the sections
         check their own fields)."""
+        one_of(self, "preset", PRESETS)
         one_of(self, "model_name", MODEL_NAMES)
         check_outputs(self.model.n_outputs, self.model_name, key="model.n_outputs")
         require(
@@ -161,12 +184,15 @@ class TrainConfig:
 
 
 def paper() -> TrainConfig:
-    """The paper's setup: n = 4 outputs, 64x128x128 clips (set by the shards), batch 128, SGD.
+    """The paper's setup: n = 4 outputs, 64x128x128 clips (set by the shards), batch 128, SGD,
+    pixels in [-1, 1] (``model.pixel_range``: the range of its I3D pipeline, and the scale its
+    learning rate of 0.5 is tuned for; ``trainer.pixels``).
 
     Clip size is a property of the shards (``blendkit make-shards`` writes 64-frame 128x128
     clips by default); the trainer takes whatever the shards hold.
     """
-    return TrainConfig(model=dataclasses.replace(ModelConfig(), n_outputs=4))
+    model = dataclasses.replace(ModelConfig(), n_outputs=4, pixel_range=pixels.PAPER)
+    return TrainConfig(model=model)
 
 
 def tiny() -> TrainConfig:
@@ -199,9 +225,13 @@ def tiny() -> TrainConfig:
       gave 0.71 and 0.74 (seeds 0, 1) without the decay and 0.64, 0.68 and 0.64 (seeds 0, 1, 2)
       with it;
     - one torch thread and one loader worker: two OpenMP threads beside a decoding worker on
-      2 cores ran 10x slower, not faster.
+      2 cores ran 10x slower, not faster;
+    - pixels in [0, 1] (``model.pixel_range``), where all of the above was tuned; its losses
+      are computed there and logged in the paper's unit, [-1, 1], i.e. twice the computed value
+      (``trainer.pixels``).
     """
     cfg = TrainConfig(
+        preset="tiny",
         model=dataclasses.replace(
             ModelConfig(),
             n_outputs=2,
@@ -209,6 +239,7 @@ def tiny() -> TrainConfig:
             input_skip=True,
             norm="group",
             mask_levels=("Conv3d_2c", "Mixed_3c", "Mixed_4f"),
+            pixel_range=pixels.UNIT,
         ),
         optim=OptimConfig(name="adam", lr=5e-4, milestones=[400], steps=600, batch=8),
         val_batches=3,
@@ -241,8 +272,7 @@ PRESETS: dict[str, typing.Callable[[], TrainConfig]] = {"paper": paper, "tiny": 
 
 def apply_overrides(cfg: TrainConfig, overrides: typing.Iterable[str]) -> TrainConfig:
     """Return a copy of ``cfg`` with ``key=value`` overrides applied (and so validated)."""
-    derived = {k: "is derived from optim.batch; set optim.batch instead" for k in DERIVED_KEYS}
-    return typed_config.apply_overrides(cfg, overrides, derived)
+    return typed_config.apply_overrides(cfg, overrides, DERIVED_KEYS)
 
 
 def micro_batch(cfg: TrainConfig, world_size: int) -> int:
@@ -269,22 +299,65 @@ def _require_resolved(cfg: TrainConfig) -> None:
         raise ValueError("optim.grad_accum=auto must be resolved (trainer.run_cost) first")
 
 
-def load_config(spec: str, overrides: typing.Iterable[str] = ()) -> TrainConfig:
-    """A preset name or a JSON file path (a partial file takes the defaults), then overrides."""
+def load_config(
+    spec: str,
+    overrides: typing.Iterable[str] = (),
+    *,
+    notice: Callable[[str], None] | None = None,
+) -> TrainConfig:
+    """A preset name or a JSON file path (module docstring), then overrides. ``notice`` receives
+    the one-line message saying which preset a partial file that names none starts from."""
+    said = None
     if spec in PRESETS:
         cfg = PRESETS[spec]()
     else:
         path = Path(spec)
         if not path.is_file():
             raise ConfigError(f"config {spec!r} is neither a preset {list(PRESETS)} nor a file")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"config {spec}: invalid JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {spec}: expected a JSON object")
-        cfg = from_dict(TrainConfig, _upgraded(data))
-    return apply_overrides(cfg, overrides)
+        cfg, said = _from_file(path)
+    cfg = apply_overrides(cfg, overrides)
+    if said and notice is not None:  # once the whole config is known to be good
+        notice(said)
+    return cfg
+
+
+def _from_file(path: Path) -> tuple[TrainConfig, str | None]:
+    """The config of a JSON file (its preset's values, then the keys it sets), and the notice
+    of a partial file that names no preset."""
+    data = _upgraded(read_json_object(path))
+    name = data.get("preset", "paper")
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError(f"{path}: preset: expected one of {list(PRESETS)}, got {name!r}")
+    base = to_dict(PRESETS[name]())
+    try:
+        cfg = from_dict(TrainConfig, _merged(base, data))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    unset = _leaves(base).keys() - _leaves(data).keys()
+    if "preset" in data or not unset:
+        return cfg, None
+    return cfg, (
+        f"{path} names no preset: the {len(unset)} keys it does not set take the paper "
+        'preset\'s values (batch 128, full-width networks); add "preset": "tiny" to start '
+        "from tiny"
+    )
+
+
+def _leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of every leaf of a config tree."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def _merged(base: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the keys of ``data`` set (sections merged key by key)."""
+    out = dict(base)
+    for k, v in data.items():
+        both = isinstance(v, dict) and isinstance(base.get(k), dict)
+        out[k] = _merged(base[k], v) if both else v
+    return out
 
 
 # Values that saved configs of older versions may hold, under their dotted key, and what they are
@@ -307,18 +380,12 @@ def _upgraded(tree: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the resolved config as indented JSON."""
-    Path(path).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=False) + "\n")
+    """Write the resolved config as indented JSON (atomically: a run killed meanwhile leaves the
+    old file whole, so it still resumes)."""
+    write_atomic(Path(path), (json.dumps(to_dict(cfg), indent=2, sort_keys=False) + "\n").encode())
 
 
 def diff(a: TrainConfig, b: TrainConfig) -> list[str]:
     """Dotted keys whose values differ between two configs."""
-
-    def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in tree.items():
-            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
-        return out
-
-    fa, fb = flat(to_dict(a)), flat(to_dict(b))
+    fa, fb = _leaves(to_dict(a)), _leaves(to_dict(b))
     return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))

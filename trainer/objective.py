@@ -79,6 +79,16 @@ def compute_loss(
     return loss, {k: v.detach().float() for k, v in terms.items()}
 
 
+UNITLESS_TERMS: frozenset[str] = frozenset({"control_acc"})  # logged terms that are no loss
+
+
+def in_paper_unit(terms: Mapping[str, float], loss_scale: float) -> dict[str, float]:
+    """Logged terms as reported: every loss term times ``loss_scale`` (``pixels.loss_scale`` of
+    the run's range, so losses are in the paper's unit), the others (``UNITLESS_TERMS``) as
+    they are."""
+    return {k: v if k in UNITLESS_TERMS else v * loss_scale for k, v in terms.items()}
+
+
 def identity_term(batch: Mapping[str, Tensor]) -> Tensor:
     """The identity baseline of Table 1 on this batch (outputs = copies of the mixture): the
     reference a model must beat, logged next to its loss."""

@@ -8,6 +8,17 @@ names of ``trainer.models.registry`` (and ``identity``, ``pure``, ``blended`` fo
 
 from __future__ import annotations
 
+# The rows' names in the paper's tables.
+LABELS: dict[str, str] = {
+    "identity": "Identity",
+    "centrifuge": "Centrifuge [3]",
+    "centrifuge_pc": "CentrifugePC [3]",
+    "c2_nomask": "C2 w/o masking",
+    "c2": "C2",
+    "c3_det": "C3 w/ deterministic control",
+    "c3_internal": "C3 w/ internal prediction",
+}
+
 # Table 1: (loss transparent, loss occlusion, size in millions of parameters); n = 4 outputs.
 TABLE1: dict[str, tuple[float, float, float | None]] = {
     "identity": (0.364, 0.362, None),

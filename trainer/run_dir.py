@@ -5,9 +5,10 @@ Layout::
     RUN/config.json            the resolved TrainConfig (resume refuses other values, except
                                for the keys in ``trainer.config.RESUMABLE_KEYS``)
     RUN/metrics.jsonl          one line per optimiser step: step, lr, loss terms averaged
-                               over ranks; the line closing a log interval adds the identity
-                               baseline of its batch (Table 1), samples/s, MFU, GPU memory
-                               (``trainer.logger.INTERVAL_KEYS``)
+                               over ranks, in the paper's unit (``loss_unit``,
+                               ``trainer.pixels``); the line closing a log interval adds the
+                               identity baseline of its batch (Table 1), samples/s, MFU, GPU
+                               memory (``trainer.logger.INTERVAL_KEYS``)
     RUN/trained_on.json        what the run was trained on: clip geometry, subsampling, shard
                                format (``trainer.run_record``); also in every checkpoint
     RUN/val.jsonl              one line per validation: step and mean terms on the fixed set
@@ -15,17 +16,28 @@ Layout::
     RUN/checkpoints/step-%09d.pt   the newest ``keep_ckpts`` are kept (``trainer.checkpoint``)
 
 On resume the log lines written after the checkpoint are dropped (``truncate_logs``), so the
-continued run rewrites them.
+continued run rewrites them; a torn last line (the process killed mid-write) is dropped too, and
+any other line that is not a log record stops the resume in one line naming it (nothing of the
+user's is deleted). A resume starts from the newest checkpoint that loads
+(``checkpoint.newest_loadable``). The folder's own location is not part of the run's identity:
+a run folder moved or copied elsewhere resumes there (``config.RESUMABLE_KEYS``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from trainer import checkpoint as ckpt
 from trainer.config import RESUMABLE_KEYS, ConfigError, TrainConfig, diff, load_config, save_config
 from trainer.run_record import RECORD_FILE, TrainedOn, write_record
+from trainer.train_state import check_payload
+
+log = logging.getLogger(__name__)
 
 
 class RunDir:
@@ -61,6 +73,13 @@ class RunDir:
     def latest_checkpoint(self) -> Path | None:
         return ckpt.latest(self.root)
 
+    def resume_point(self, device: torch.device) -> tuple[Path, dict[str, Any]] | None:
+        """(path, payload) of the newest checkpoint that loads, or None for a new run;
+        ``ConfigError`` when the run folder is not a folder."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"run_dir: {self.root} exists and is not a folder")
+        return ckpt.newest_loadable(self.root, device, check_payload)
+
     def check_resumable(self, cfg: TrainConfig) -> None:
         """Refuse to resume the run with a config that differs beyond ``RESUMABLE_KEYS``."""
         if not self.config.is_file():
@@ -85,7 +104,29 @@ class RunDir:
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:
-    if path.is_file():
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        kept = [ln for ln in lines if json.loads(ln)["step"] <= step]
-        path.write_text("".join(f"{ln}\n" for ln in kept))
+    """Keep the records of ``path`` at or before ``step``; drop a torn last line."""
+    if not path.is_file():
+        return
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    steps = [_step(line) for line in lines]
+    torn = bool(lines) and steps[-1] is None and not text.endswith("\n")
+    if torn:
+        log.warning("%s: dropping its torn last line (written when the run was killed)", path)
+        lines, steps = lines[:-1], steps[:-1]
+    records = list(zip(lines, steps, strict=True))
+    bad = next((n for n, (ln, st) in enumerate(records, 1) if ln.strip() and st is None), 0)
+    if bad:
+        raise ConfigError(f"{path}:{bad}: not a log record of this run; move the file away")
+    kept = [ln for ln, st in records if st is not None and st <= step]
+    path.write_text("".join(f"{ln}\n" for ln in kept))
+
+
+def _step(line: str) -> int | None:
+    """The step of a jsonl log record, or None for a line that is not one."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None

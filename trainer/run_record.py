@@ -12,7 +12,11 @@ shards, which may have moved or may live on another machine. The record holds:
   (``data.frame_stride`` in the loader, ``pixel_pool`` on the device), so ``model_input`` is what
   the model saw;
 * ``shard_format``: the shard format version of the blendkit that read the shards
-  (``SHARD_FORMAT``; None for injected batches).
+  (``SHARD_FORMAT``; None for injected batches);
+* ``pixel_range``: the range of the videos the model took, gave and was scored on
+  (``model.pixel_range``, ``trainer.pixels``). A record without it was written before the
+  option existed, when [0, 1] was the only range: ``read_record`` reads it as [0, 1] and says
+  so in one line (``pixels.LEGACY``).
 
 A field is added by giving it a default, so older records still load. A run made before records
 existed has none: ``read_record`` refuses it in one line naming the command that writes one,
@@ -29,9 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from blendkit.format import SHARD_FORMAT, Geometry, read_geometry
-from blendkit.typed_config import ConfigError, from_dict, to_dict
+from blendkit.typed_config import ConfigError, from_dict, one_of, to_dict
+from blendkit.writer import write_atomic
+from trainer import pixels
 from trainer.config import TrainConfig, load_config
 from trainer.data import list_shards
+from trainer.models.i3d import input_problem
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,16 @@ class TrainedOn:
     frame_stride: int
     pixel_pool: int
     shard_format: int | None
+    pixel_range: str | None = None  # None: a record from before ranges, read as pixels.LEGACY
+
+    def __post_init__(self) -> None:
+        if self.pixel_range is not None:
+            one_of(self, "pixel_range", pixels.PIXEL_RANGES)
+
+    @property
+    def range(self) -> str:
+        """The run's pixel range (``pixels.LEGACY`` for a record that has none)."""
+        return self.pixel_range or pixels.LEGACY
 
     @property
     def model_input(self) -> Geometry:
@@ -79,20 +96,37 @@ def for_training(
 ) -> TrainedOn:
     """The record of a training run: the geometry read from its shards, or, with batches
     injected by the caller, the geometry the caller gave (or none, said so)."""
-    subsampled = {"frame_stride": cfg.data.frame_stride, "pixel_pool": cfg.pixel_pool}
+    subsampled = _model_side(cfg)
     if not injected:
         if geometry is not None:
             raise ValueError("geometry is read from data.shards; give it only with batches")
-        return _from_shards(cfg.data.shards, "", **subsampled)
+        return _from_shards(cfg.data.shards, "", allow_pipe=cfg.data.allow_pipe, **subsampled)
     source = "given by the caller with injected batches"
     if geometry is None:
         source = "unknown: injected batches, and the caller gave no geometry"
     return TrainedOn(geometry, source, shard_format=None, **subsampled)
 
 
-def _from_shards(spec: str, by: str, *, frame_stride: int, pixel_pool: int) -> TrainedOn:
+def _model_side(cfg: TrainConfig) -> dict[str, Any]:
+    """What the model saw of the clips, from the run's config."""
+    return {
+        "frame_stride": cfg.data.frame_stride,
+        "pixel_pool": cfg.pixel_pool,
+        "pixel_range": cfg.model.pixel_range,
+    }
+
+
+def _from_shards(
+    spec: str,
+    by: str,
+    *,
+    frame_stride: int,
+    pixel_pool: int,
+    pixel_range: str,
+    allow_pipe: bool,
+) -> TrainedOn:
     """The geometry of the first shard of ``spec`` (unknown, with the reason, if unreadable)."""
-    shards = list_shards(spec)
+    shards = list_shards(spec, allow_pipe=allow_pipe)
     if not shards:
         raise FileNotFoundError(f"{spec}: no shards")
     first = shards[0]
@@ -101,7 +135,22 @@ def _from_shards(spec: str, by: str, *, frame_stride: int, pixel_pool: int) -> T
     except ValueError as e:
         geometry, source = None, f"unknown: {e}"
         log.warning("the run record has no clip geometry: %s", e)
-    return TrainedOn(geometry, source, frame_stride, pixel_pool, SHARD_FORMAT)
+    return TrainedOn(geometry, source, frame_stride, pixel_pool, SHARD_FORMAT, pixel_range)
+
+
+def check_model_input(record: TrainedOn) -> None:
+    """``ConfigError`` when the clips of a record, as the model sees them (``model_input``), do
+    not fit the encoder: caught before the first step, not by the first forward pass."""
+    if record.geometry is None:
+        return
+    g = record.model_input
+    problem = input_problem(g.frames, g.height, g.width)
+    if problem:
+        raise ConfigError(
+            f"data.shards: clips of {record.geometry.frames}x{record.geometry.height}x"
+            f"{record.geometry.width} reach the model as {g.frames}x{g.height}x{g.width} "
+            f"(data.frame_stride={record.frame_stride}, pixel_pool={record.pixel_pool}): {problem}"
+        )
 
 
 def record_path(run: str | Path) -> Path:
@@ -109,8 +158,9 @@ def record_path(run: str | Path) -> Path:
 
 
 def write_record(run: str | Path, record: TrainedOn) -> Path:
+    """Write ``RUN/trained_on.json`` atomically (a run killed meanwhile leaves the old one)."""
     path = record_path(run)
-    path.write_text(json.dumps(record.to_dict(), indent=1) + "\n")
+    write_atomic(path, (json.dumps(record.to_dict(), indent=1) + "\n").encode())
     return path
 
 
@@ -127,6 +177,13 @@ def read_record(run: str | Path) -> TrainedOn:
         raise ValueError(f"{path}: not a run record ({e})") from None
     if record.geometry is None:
         raise ValueError(f"{path}: the clip geometry is {record.geometry_source}; {fix}")
+    if record.pixel_range is None:
+        log.warning(
+            "%s: no pixel range (a run from before ranges were recorded, when [0, 1] was the "
+            "only one): read as %s",
+            path,
+            pixels.LEGACY,
+        )
     return record
 
 
@@ -147,10 +204,11 @@ def merged_record(run: str | Path, new: TrainedOn) -> TrainedOn:
     return replace(new, geometry=old.geometry, geometry_source=old.geometry_source)
 
 
-def record_run(run: str | Path, shards: str | None = None) -> TrainedOn:
+def record_run(run: str | Path, shards: str | None = None, allow_pipe: bool = False) -> TrainedOn:
     """Write the record of a run made before records existed (``blendkit-train record``): the
     geometry of the first shard of ``shards`` (default: the run's own ``data.shards``) and the
-    subsampling of the run's config. A run whose record knows its geometry is left alone."""
+    subsampling of the run's config. A run whose record knows its geometry is left alone.
+    ``allow_pipe``: ``shards`` may run ``pipe:`` commands."""
     run = Path(run)
     config = run / "config.json"
     if not config.is_file():
@@ -162,8 +220,8 @@ def record_run(run: str | Path, shards: str | None = None) -> TrainedOn:
     spec = shards or cfg.data.shards
     if not spec:
         raise ValueError(f"{config}: data.shards is empty; pass --shards")
-    subsampled = {"frame_stride": cfg.data.frame_stride, "pixel_pool": cfg.pixel_pool}
-    record = _from_shards(spec, " by blendkit-train record", **subsampled)
+    by = " by blendkit-train record"
+    record = _from_shards(spec, by, allow_pipe=allow_pipe, **_model_side(cfg))
     if record.geometry is None:
         raise ValueError(f"{spec}: {record.geometry_source}")
     write_record(run, record)

@@ -37,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from blendkit.format import Geometry
-from trainer import run_cost, run_record, train_state
+from trainer import pixels, run_cost, run_record, train_state
 from trainer.config import AUTO, ConfigError, TrainConfig, load_config, micro_batch, segment_batches
 from trainer.data.batch import Batch
 from trainer.data.device import prepare
+from trainer.data.shards import check_enough_shards
 from trainer.data.stream import check_shards, data_stream, next_batch
 from trainer.data.validation import fixed_batches
 from trainer.distributed import Dist, barrier, setup_distributed, teardown
@@ -67,8 +68,9 @@ def train(
     batches are skipped from its start), ``val_batches`` the validation set; both are for tests
     and experiments. With ``batches``, ``geometry`` states the clip geometry they stand for
     (the run record says so, or that it is unknown); without, it is read from the shards.
-    Summary keys: run_dir, model, start_step, steps, final_loss, val, samples_per_s,
-    params_sha256 (of the final weights, equal on every rank).
+    Summary keys: run_dir, model, start_step, steps, final_loss, val, loss_unit (final_loss and
+    val's losses are in the paper's unit, ``trainer.pixels``), samples_per_s, params_sha256 (of
+    the final weights, equal on every rank).
     """
     d, started = setup_distributed(cfg.device)
     try:
@@ -86,26 +88,28 @@ def _train(
     geometry: Geometry | None,
 ) -> dict[str, Any]:
     # ---------------------------------------------------------------- setup
-    cfg, run, resume_from, record = _open_run(cfg, d, batches, val_injected, geometry)
+    cfg, run, resume, record = _open_run(cfg, d, batches, val_injected, geometry)
     cuda = d.device.type == "cuda"
     channels_last = cfg.channels_last and cuda
     configure_backends(cfg, cuda)
     state = train_state.build(cfg, d.device, channels_last)
     step = consumed = 0
-    if resume_from is not None:
-        step, consumed = train_state.restore(resume_from, state, d)
-        log.info("resuming %s from step %d", run.root, step)
+    if resume is not None:
+        step, consumed = train_state.restore(*resume, state, d)
+        log.info("resuming %s from step %d (%s)", run.root, step, resume[0].name)
     stepper = make_stepper(cfg, state, d)
     stream = data_stream(cfg.data, rank=d.rank, world_size=d.world_size,
                          segment=segment_batches(cfg), batches=batches, start=consumed,
-                         pin_memory=cuda)  # fmt: skip
+                         geometry=record.geometry, pin_memory=cuda)  # fmt: skip
     throughput = run_cost.throughput(cfg, record, d.device, d.world_size)
     logger = TrainLogger(run, d, start_step=step, steps=cfg.optim.steps, batch=cfg.optim.batch,
                          progress=cfg.progress, desc=f"{cfg.model_name} {run.name}",
-                         throughput=throughput)  # fmt: skip
+                         pixel_range=cfg.model.pixel_range, throughput=throughput)  # fmt: skip
     val_cache = list(val_injected) if val_injected is not None else None
     has_val = bool(cfg.val_shards) or val_cache is not None
-    prep = functools.partial(prepare, device=d.device, pixel_pool=cfg.pixel_pool)
+    prep = functools.partial(
+        prepare, device=d.device, pixel_pool=cfg.pixel_pool, pixel_range=cfg.model.pixel_range
+    )
     start_step, final_loss, val_summary = step, None, None
 
     def next_micro() -> Batch:
@@ -129,10 +133,10 @@ def _train(
             logger.examples(step, batch, out)
         # ------------------------------------------------------------ validate
         if has_val and d.main and (step % cfg.eval_every == 0 or done):
-            source = val_cache if val_cache is not None else _val_batches(cfg)
-            val_summary = validation_loss(state.model, cfg.model_name, source, prep,
-                                          stepper.autocast)  # fmt: skip
-            logger.validation(step, val_summary)
+            source = val_cache if val_cache is not None else _val_batches(cfg, record)
+            val_summary = logger.validation(
+                step, validation_loss(state.model, cfg.model_name, source, prep, stepper.autocast)
+            )
         # ------------------------------------------------------------ checkpoint
         if step % cfg.ckpt_every == 0 or done:
             train_state.save(run.root, state, cfg, record, d, step=step, consumed=consumed)
@@ -144,6 +148,7 @@ def _train(
         "steps": step,
         "final_loss": final_loss,
         "val": val_summary,
+        "loss_unit": pixels.LOSS_UNIT,
         "samples_per_s": logger.samples_per_s(step),
         "params_sha256": train_state.params_digest(state.model),  # equal on every rank
     }
@@ -155,32 +160,36 @@ def _open_run(
     batches: Iterable[Batch] | None,
     val_injected: Iterable[Batch] | None,
     geometry: Geometry | None,
-) -> tuple[TrainConfig, RunDir, Path | None, TrainedOn]:
+) -> tuple[TrainConfig, RunDir, tuple[Path, dict] | None, TrainedOn]:
     """Check the data and the run folder (a resume must keep the config and the clip geometry),
     then start the run -> (the config with its gradient accumulation resolved and this rank's
-    micro-batch size, the run folder, the checkpoint to resume from, the run record)."""
+    micro-batch size, the run folder, the checkpoint to resume from and its payload, the run
+    record)."""
     if batches is None:
         if not cfg.data.shards:
             raise ConfigError("data.shards: no training shards given")
-        check_shards("data.shards", cfg.data.shards)
+        listed = check_shards("data.shards", cfg.data.shards, cfg.data.allow_pipe)
+        if not cfg.data.resampled:  # a single pass needs a shard for every reader
+            check_enough_shards(len(listed), d.world_size, cfg.data.workers)
     if cfg.val_shards and val_injected is None:
-        check_shards("val_shards", cfg.val_shards)
+        check_shards("val_shards", cfg.val_shards, cfg.data.allow_pipe)
     record = run_record.for_training(cfg, injected=batches is not None, geometry=geometry)
     run = RunDir(cfg.run_dir)
-    resume_from = run.latest_checkpoint()
-    auto = resume_from is not None and cfg.optim.grad_accum == AUTO
+    resume = run.resume_point(d.device)  # the newest checkpoint that loads
+    auto = resume is not None and cfg.optim.grad_accum == AUTO
     saved = _saved_config(run) if auto else None
     cfg = run_cost.resolve_grad_accum(cfg, record, d.device, d.world_size, saved)
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, batch_size=micro_batch(cfg, d.world_size))
     )
-    if resume_from is not None:
+    if resume is not None:
         run.check_resumable(cfg)
         record = run_record.merged_record(run.root, record)
+    run_record.check_model_input(record)
     barrier(d)  # every rank has read the old config and record before rank 0 rewrites them
     if d.main:
         run.start(cfg, record)
-    return cfg, run, resume_from, record
+    return cfg, run, resume, record
 
 
 def _saved_config(run: RunDir) -> TrainConfig | None:
@@ -194,6 +203,7 @@ def _saved_config(run: RunDir) -> TrainConfig | None:
         return None
 
 
-def _val_batches(cfg: TrainConfig) -> Iterator[Batch]:
-    """The fixed validation set: the first ``cfg.val_batches`` batches, read in order."""
-    return fixed_batches(cfg.data, cfg.val_shards, cfg.val_batches)
+def _val_batches(cfg: TrainConfig, record: TrainedOn) -> Iterator[Batch]:
+    """The fixed validation set: the first ``cfg.val_batches`` batches, read in order (samples
+    of another clip geometry than the run's skipped)."""
+    return fixed_batches(cfg.data, cfg.val_shards, cfg.val_batches, geometry=record.geometry)

@@ -15,6 +15,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,14 +85,32 @@ def save(
     ckpt.prune(run, cfg.keep_ckpts)
 
 
-def restore(path: Path, state: TrainState, d: Dist) -> tuple[int, int]:
-    """Load a checkpoint into the training objects and the RNGs -> (step, batches consumed)."""
-    saved = ckpt.load(path, map_location=d.device)
-    state.model.load_state_dict(saved["model"])
-    state.optimizer.load_state_dict(saved["optimizer"])
-    state.scheduler.load_state_dict(saved["scheduler"])
-    rngs = saved["rng"]
-    ckpt.set_rng_state(rngs[d.rank] if len(rngs) == d.world_size else rngs[0])
+PAYLOAD_KEYS = ("step", "model", "optimizer", "scheduler", "rng", "data")
+
+
+def check_payload(saved: dict[str, Any]) -> None:
+    """``CheckpointError`` unless ``saved`` has the parts of a payload ``save`` writes."""
+    missing = [k for k in PAYLOAD_KEYS if k not in saved]
+    ok = not missing and isinstance(saved["step"], int) and isinstance(saved["model"], dict)
+    ok = ok and isinstance(saved["data"], dict) and isinstance(saved["data"].get("batches"), int)
+    if not ok or not isinstance(saved["rng"], list | tuple) or not saved["rng"]:
+        what = f"lacks {', '.join(missing)}" if missing else "has parts of the wrong type"
+        raise ckpt.CheckpointError(f"not a training checkpoint: it {what}")
+
+
+def restore(path: Path, saved: dict[str, Any], state: TrainState, d: Dist) -> tuple[int, int]:
+    """Load checkpoint ``path``'s payload ``saved`` (``check_payload``) into the training objects
+    and the RNGs -> (step, batches consumed); ``CheckpointError`` naming the file if it does not
+    fit them."""
+    try:
+        state.model.load_state_dict(saved["model"])
+        state.optimizer.load_state_dict(saved["optimizer"])
+        state.scheduler.load_state_dict(saved["scheduler"])
+        rngs = saved["rng"]
+        ckpt.set_rng_state(rngs[d.rank] if len(rngs) == d.world_size else rngs[0])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ckpt.CheckpointError(f"{path}: does not fit this run's model ({first})") from None
     return saved["step"], saved["data"]["batches"]
 
 

@@ -11,6 +11,11 @@ from blendkit.format.members import META, FormatError
 from blendkit.format.reader import read_shard
 
 
+def audio_samples(frames: int, fps: float, audio_rate: int) -> int:
+    """Samples of the audio of a clip of ``frames`` at ``fps``: the one rounding of its length."""
+    return round(frames / fps * audio_rate)
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Frames per clip, their rate, the frame size and the audio rate of a shard set's samples."""
@@ -24,6 +29,11 @@ class Geometry:
     @property
     def clip_seconds(self) -> float:
         return self.frames / self.fps
+
+    @property
+    def audio_samples(self) -> int:
+        """Samples of a clip's audio track (``audio_samples`` of every ``KEY.json``)."""
+        return audio_samples(self.frames, self.fps, self.audio_rate)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,6 +7,16 @@ Listing: :func:`list_shards` turns a shard spec (a folder, glob, brace pattern, 
 an fsspec URL of any of these, or a ``pipe:`` command) into shard URLs, and :func:`open_url` opens
 any of them as a binary stream. ``pipe:`` commands are brace-expanded and run by
 :func:`_open_pipe` alone.
+
+:func:`missing_shards` says which listed shards do not exist (one listing per folder of URLs);
+:func:`url_to_fs` turns a URL into the filesystem the readers use (a missing protocol package such
+as ``s3fs`` is a one-line error naming the URL).
+
+Commands only on request: a ``pipe:`` spec, or a ``pipe:`` line in a list file, runs a shell
+command when its shard is opened, so a list received from someone else could run anything.
+:func:`list_shards` refuses every one (``PipeRefused``, naming the list file and line) unless the
+caller passes ``allow_pipe=True`` (the CLIs' ``--allow-pipe``, the trainer's ``data.allow_pipe``).
+Every shard URL the project opens comes from this listing, so that one check is the gate.
 """
 
 from __future__ import annotations
@@ -30,6 +40,14 @@ REPORT = "report.json"  # counts, stage timings, skipped inputs
 
 PIPE = "pipe:"
 GLOB_CHARS = ("*", "?", "[")
+ALLOW_PIPE_HELP = (
+    "Run the shell commands of pipe: shard specs and pipe: lines of shard lists (the shard is "
+    "the command's output); without it they are refused."
+)
+
+
+class PipeRefused(ValueError):
+    """A ``pipe:`` shard spec or list line, met without ``allow_pipe``."""
 
 
 def shard_name(index: int) -> str:
@@ -69,24 +87,47 @@ def _has_glob(s: str) -> bool:
     return any(c in s for c in GLOB_CHARS)
 
 
-def _list_local(spec: str) -> list[str]:
+def _check_pipe(url: str, where: str, allow_pipe: bool) -> None:
+    """The gate of every ``pipe:`` command (module docstring)."""
+    if is_pipe(url) and not allow_pipe:
+        raise PipeRefused(
+            f"{where}: {url[:60]!r} would run a shell command; refused without --allow-pipe "
+            "(data.allow_pipe=true in a training config)"
+        )
+
+
+def _list_local(spec: str, allow_pipe: bool) -> list[str]:
     path = local_path(spec)
     if path.is_dir():
         return sorted(str(p) for p in path.glob(SHARD_GLOB))
     if _has_glob(str(path)):
         return sorted(glob.glob(str(path)))
     if path.is_file() and not path.name.endswith(".tar"):  # a list, one shard per line
-        lines = [ln.strip() for ln in path.read_text().splitlines()]
-        return [
-            ln if not is_local(ln) else str(path.parent / ln)
-            for ln in lines
-            if ln and not ln.startswith("#")
-        ]
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a shard list (a list is UTF-8 text)") from None
+        urls = []
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                _check_pipe(line, f"{path}:{n}", allow_pipe)
+                urls.append(line if not is_local(line) else str(path.parent / line))
+        return urls
     return [str(path)] if path.is_file() else []
 
 
+def url_to_fs(url: str):
+    """(filesystem, path) of an fsspec URL; a protocol whose package is missing (``s3fs``,
+    ``gcsfs``, ...) is a one-line ``ValueError`` naming the URL."""
+    try:
+        return fsspec_module().core.url_to_fs(url)
+    except ImportError as e:
+        raise ValueError(f"{url}: {e}") from None
+
+
 def _list_remote(spec: str) -> list[str]:
-    fs, root = fsspec_module().core.url_to_fs(spec)
+    fs, root = url_to_fs(spec)
     if _has_glob(root):
         paths = sorted(fs.glob(root))
     elif fs.isdir(root):
@@ -96,10 +137,11 @@ def _list_remote(spec: str) -> list[str]:
     return [fs.unstrip_protocol(p) for p in paths]
 
 
-def list_shards(spec: str | Path) -> list[str]:
+def list_shards(spec: str | Path, *, allow_pipe: bool = False) -> list[str]:
     """Shard URLs named by ``spec``.
 
     - ``pipe:CMD``: brace-expanded, never checked (e.g. ``pipe:aws s3 cp s3://b/s-{0..9}.tar -``);
+      only with ``allow_pipe``, as a ``pipe:`` line of a list file (else ``PipeRefused``);
     - a brace pattern (path or URL): expanded in the given order, not checked;
     - a directory (path or URL): its ``shard-*.tar``, sorted;
     - a glob (path or URL): the matches, sorted;
@@ -110,10 +152,11 @@ def list_shards(spec: str | Path) -> list[str]:
     when nothing matches.
     """
     spec = str(spec)
+    _check_pipe(spec, "shard spec", allow_pipe)
     if is_pipe(spec) or "{" in spec:
         urls = list(braceexpand.braceexpand(spec))
     else:
-        urls = _list_local(spec) if is_local(spec) else _list_remote(spec)
+        urls = _list_local(spec, allow_pipe) if is_local(spec) else _list_remote(spec)
     if not urls:
         raise FileNotFoundError(_nothing_found(spec))
     return urls
@@ -122,6 +165,8 @@ def list_shards(spec: str | Path) -> list[str]:
 def _nothing_found(spec: str) -> str:
     if is_local(spec) and local_path(spec).is_dir():
         return f"no shards found for {spec!r}: the folder has no {SHARD_GLOB} files"
+    if is_local(spec) and not _has_glob(spec) and not local_path(spec).exists():
+        return f"no shards found for {spec!r}: no such file or folder"
     return f"no shards found for {spec!r}"
 
 
@@ -139,4 +184,30 @@ def open_url(url: str, mode: str = "rb") -> IO[bytes]:
         return _open_pipe(url, mode)
     if is_local(url):
         return open(local_path(url), mode)
-    return fsspec_module().open(url, mode).open()
+    fs, path = url_to_fs(url)
+    return fs.open(path, mode)
+
+
+def missing_shards(urls: list[str]) -> list[str]:
+    """The shards of ``urls`` (``list_shards``' output) that do not exist, in order: local paths
+    checked one by one, URLs by listing each folder once (a brace range of 4,800 shards on S3
+    is a few listing requests, not 4,800). ``pipe:`` commands are not checked."""
+    missing, listed = [], {}
+    for url in urls:
+        if is_pipe(url):
+            continue
+        if is_local(url):
+            if not local_path(url).is_file():
+                missing.append(url)
+            continue
+        fs, path = url_to_fs(url)
+        folder = path.rsplit("/", 1)[0] if "/" in path else ""
+        key = fs.unstrip_protocol(folder)
+        if key not in listed:
+            try:
+                listed[key] = {p.rstrip("/") for p in fs.ls(folder, detail=False)}
+            except FileNotFoundError:
+                listed[key] = set()
+        if path.rstrip("/") not in listed[key]:
+            missing.append(url)
+    return missing

@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 from blendkit.format.layout import (
     GLOB_CHARS,
     MANIFEST,
-    fsspec_module,
     is_local,
     is_pipe,
     list_shards,
     local_path,
     open_url,
     shard_name,
+    url_to_fs,
 )
 from blendkit.format.members import META, FormatError
 from blendkit.format.meta import SampleMeta
@@ -82,7 +82,7 @@ def _manifest_url(folder: str) -> str | None:
     if is_local(folder):
         path = local_path(folder) / MANIFEST
         return str(path) if path.is_file() else None
-    fs, root = fsspec_module().core.url_to_fs(folder)
+    fs, root = url_to_fs(folder)
     path = f"{root.rstrip('/')}/{MANIFEST}"
     return fs.unstrip_protocol(path) if fs.isfile(path) else None
 
@@ -102,9 +102,11 @@ def read_manifest(folder: str | Path, columns: list[str] | None = None) -> list[
         raise FormatError(f"{url}: unreadable manifest ({type(e).__name__}: {e})") from None
 
 
-def _json_metas(spec: str, on_error: Callable[[FormatError], None]) -> Iterator[tuple[str, dict]]:
+def _json_metas(
+    spec: str, on_error: Callable[[FormatError], None], allow_pipe: bool
+) -> Iterator[tuple[str, dict]]:
     """(key, json object) of every sample of the shards ``spec`` names, read from the tars."""
-    for url in list_shards(spec):
+    for url in list_shards(spec, allow_pipe=allow_pipe):
         for sample in read_shard(url, on_error=on_error, keep={META.name}):
             if META.name in sample:
                 try:
@@ -114,20 +116,23 @@ def _json_metas(spec: str, on_error: Callable[[FormatError], None]) -> Iterator[
 
 
 def labels(
-    shards: str | Path, on_error: Callable[[FormatError], None] | None = None
+    shards: str | Path,
+    on_error: Callable[[FormatError], None] | None = None,
+    allow_pipe: bool = False,
 ) -> dict[str, tuple[str, str]]:
     """Sample key -> (V1 label, V2 label) of a shard set.
 
     From ``manifest.parquet`` when ``shards`` is a folder holding one; else from every sample's
     ``KEY.json`` (``v1.label``, ``v2.label``; samples without them are left out). ``on_error``
-    receives malformed members and samples of the tars (by default they raise).
+    receives malformed members and samples of the tars (by default they raise); ``allow_pipe``:
+    ``shards`` may run ``pipe:`` commands (``layout.list_shards``).
     """
     spec = str(shards)
     if _manifest_url(spec) is not None:
         rows = read_manifest(spec, columns=["key", "v1_label", "v2_label"])
         return {r["key"]: (str(r["v1_label"]), str(r["v2_label"])) for r in rows}
     out: dict[str, tuple[str, str]] = {}
-    for key, meta in _json_metas(spec, on_error or _raise):
+    for key, meta in _json_metas(spec, on_error or _raise, allow_pipe):
         try:
             out[key] = (str(meta["v1"]["label"]), str(meta["v2"]["label"]))
         except (KeyError, TypeError):

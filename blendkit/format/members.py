@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from blendkit import codec
+from blendkit.limits import DEFAULT_LIMITS, Limits
 
 
 class FormatError(ValueError):
@@ -72,7 +73,10 @@ def encode_meta(meta: Mapping[str, Any]) -> bytes:
 
 def decode_meta(data: bytes) -> dict[str, Any]:
     """The metadata dict of ``KEY.json`` bytes (any JSON object; ``meta.SampleMeta`` checks it)."""
-    meta = json.loads(data)
+    try:
+        meta = json.loads(data)
+    except RecursionError:  # [[[[...]]]]: too deep for the parser, a ValueError like the others
+        raise FormatError("json member nests too deeply") from None
     if not isinstance(meta, dict):
         raise FormatError(f"json member holds a {type(meta).__name__}, not an object")
     return meta
@@ -129,8 +133,11 @@ def audio_bytes(sample: Mapping[str, Any], track: Member) -> bytes | None:
     return None if name is None else sample[name]
 
 
-def decode_layers(sample: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """mix, v1, v2 as (T, H, W, 3) uint8 RGB and alpha as (T, H, W) float32."""
-    out = {layer: m.decode(sample[m.name]) for layer, m in VIDEOS.items()}
-    out["alpha"] = ALPHA.decode(sample[ALPHA.name])
+def decode_layers(
+    sample: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS
+) -> dict[str, np.ndarray]:
+    """mix, v1, v2 as (T, H, W, 3) uint8 RGB and alpha as (T, H, W) float32, each decoded under
+    ``limits`` (``Limits.for_clip`` gives a sample's own)."""
+    out = {layer: m.decode(sample[m.name], limits=limits) for layer, m in VIDEOS.items()}
+    out["alpha"] = ALPHA.decode(sample[ALPHA.name], max_bytes=limits.max_alpha_bytes)
     return out

@@ -9,15 +9,19 @@ One job per module:
 - ``encode``: clips and sounds for display (H.264 4:2:0 mp4 with ``+faststart``; WAV), from
   numpy frames; ``DisplayVideoWriter`` streams long videos to a file.
 - ``folder``: writes ``OUTDIR/index.html`` and ``OUTDIR/media/`` (refuses a folder that is not
-  empty and not a page folder).
+  empty and not a page folder), or ``FOLDER/NAME.html`` and ``FOLDER/NAME_media/`` beside other
+  files (``write_page_file``: the eval report and ``decompose`` pages).
 - ``render``: the page as one HTML document with inline CSS/JS (``page.css``, ``page.js``) and a
   Content-Security-Policy that lets nothing outside the folder load.
 - ``markup``: escaping of every string shown; ``names``: generated media names and media types.
 - ``spread``: which samples to show, spread over blend kinds and shards.
 - ``inspect_page``: the page of a shard folder (``blendkit inspect DIR --html OUTDIR``).
+
+The trainer's pages (``trainer.eval.report_page``: ``report.html`` of ``blendkit-eval eval`` and
+``decompose.html`` of ``blendkit-eval decompose``) are built from the same model.
 """
 
-from blendkit.pages.folder import write_page
+from blendkit.pages.folder import write_page, write_page_file
 from blendkit.pages.page import TONES, Clip, Figure, Media, Page, Section, SyncGroup, Table, Track
 
 __all__ = [
@@ -31,4 +35,5 @@ __all__ = [
     "Table",
     "Track",
     "write_page",
+    "write_page_file",
 ]

@@ -13,7 +13,8 @@ API (all pure functions of their input, no file names from data):
   (T, H, W) grey (uint8, or float in [0, 1] such as an alpha mask) -> mp4 bytes.
 - ``DisplayVideoWriter(path, fps, width, height)``: the same encoding streamed to a file chunk by
   chunk (``write(frames)``, ``close()``; a context manager), for videos too long to hold.
-- ``encode_display_audio(samples, rate) -> bytes``: float mono samples in [-1, 1] -> WAV bytes.
+- ``encode_display_audio(samples, rate) -> bytes``: float mono samples in [-1, 1] -> WAV bytes;
+  ``DisplayAudioWriter(path, rate)`` streams the same to a file (``write``, ``close``).
 - ``as_rgb(video) -> (T, H, W, 3) uint8``: the frame conversion the encoders apply.
 
 Frames of odd width or height are padded by one repeated row or column (4:2:0 needs even sizes).
@@ -132,16 +133,47 @@ def encode_display_video(frames: np.ndarray, fps: float, crf: int = DISPLAY_CRF)
         os.unlink(name)
 
 
-def encode_display_audio(samples: np.ndarray, rate: int) -> bytes:
-    """Float mono samples in [-1, 1] (clipped) -> 16-bit PCM WAV bytes at ``rate`` Hz."""
+def _pcm(samples: np.ndarray, rate: int) -> bytes:
     samples = np.asarray(samples, np.float32)
     if samples.ndim != 1 or rate <= 0:
         raise ValueError(f"expected mono samples and a positive rate, got {samples.shape}, {rate}")
-    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    return np.round(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+class DisplayAudioWriter:
+    """Streams float mono samples into one WAV file at ``path`` (as ``encode_display_audio``):
+    ``write(samples)`` chunk by chunk, ``close()`` (the header's length is set then)."""
+
+    def __init__(self, path: str | Path, rate: int) -> None:
+        _pcm(np.zeros(0, np.float32), rate)  # checks the rate
+        self.path, self.rate = Path(path), int(rate)
+        self._out = wave.open(str(path), "wb")  # closed by close()
+        self._out.setnchannels(1)
+        self._out.setsampwidth(2)
+        self._out.setframerate(self.rate)
+
+    def write(self, samples: np.ndarray) -> None:
+        self._out.writeframes(_pcm(samples, self.rate))
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def __enter__(self) -> DisplayAudioWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def encode_display_audio(samples: np.ndarray, rate: int) -> bytes:
+    """Float mono samples in [-1, 1] (clipped) -> 16-bit PCM WAV bytes at ``rate`` Hz."""
+    pcm = _pcm(samples, rate)
     buf = io.BytesIO()
     with wave.open(buf, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(int(rate))
-        out.writeframes(pcm.tobytes())
+        out.writeframes(pcm)
     return buf.getvalue()

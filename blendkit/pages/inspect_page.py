@@ -234,14 +234,16 @@ def write_inspect_page(
     summary: dict,
     max_samples: int = DEFAULT_MAX_SAMPLES,
     progress: bool = True,
+    allow_pipe: bool = False,
 ) -> Path:
     """Write the page of shard folder ``folder`` to ``outdir``; returns ``outdir/index.html``.
 
-    ``summary`` is ``inspect_shards``' result for the folder (the counts at the top).
+    ``summary`` is ``inspect_shards``' result for the folder (the counts at the top);
+    ``allow_pipe``: ``folder`` may run ``pipe:`` commands (``layout.list_shards``).
     """
     if max_samples < 1:
         raise ValueError(f"--max-samples must be at least 1, got {max_samples}")
-    chosen = select_samples(list_shards(folder), max_samples)
+    chosen = select_samples(list_shards(folder, allow_pipe=allow_pipe), max_samples)
     page = Page(f"Shards: {folder}")
     top = page.section("Summary")
     samples = page.section("Samples", filters=("blend", "label"))

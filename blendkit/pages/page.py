@@ -16,13 +16,17 @@ Example (the shape ``blendkit inspect --html`` and the eval report use)::
                           facets={"blend": ["transparent"], "label": ["dancing", "surfing"]})
     group.video(mix, "mix")                                      # (T, H, W, 3) uint8
     group.video(alpha, "alpha")                                  # (T, H, W) float in [0, 1]
-    group.video(out1, "O1", tone="good", badge="chosen: right")  # C3's Figure 7 marking
+    group.video(out1, "O1", tone="good", badge="chosen: right",  # C3's Figure 7 marking
+                row="outputs")                                   # clips of a row line up
     group.audio(a1, 16000, "a1 (dancing)")
+    group.sound = 0                                              # a1 follows the videos
     group.meta = [("clip start", "1.24 s"), ("PSNR", "41.2 dB")]
     write_page(page, "OUTDIR")                                   # -> OUTDIR/index.html
 
 The videos of a group play in sync under one play/pause/seek control; one of its audio tracks can
-follow them too (the "sound" menu), and each also plays alone with its own controls. A section's
+follow them too (the "sound" menu; ``group.sound`` is the one chosen when the page opens), and
+each also plays alone with its own controls. Clips given a ``row`` are laid out in rows, one per
+run of consecutive clips with the same row name, which labels it. A section's
 ``filters`` name facets: the page offers a menu per facet, listing every value its groups carry,
 and shows only the groups that carry the chosen values.
 
@@ -102,13 +106,15 @@ def _check_tone(tone: str | None) -> str | None:
 
 @dataclass
 class Clip:
-    """A video of a synced group: a label above it, an optional coloured border and badge."""
+    """A video of a synced group: a label above it, an optional coloured border and badge, and
+    the row it is laid out in (``""``: the group's one row)."""
 
     media: Media
     label: str
     tone: str | None = None
     badge: str | None = None
     caption: str = ""
+    row: str = ""
 
     def __post_init__(self) -> None:
         if self.media.kind != "video":
@@ -131,7 +137,10 @@ class Track:
 
 @dataclass
 class SyncGroup:
-    """Videos that play, pause and seek together; audio tracks; metadata; filter facets."""
+    """Videos that play, pause and seek together; audio tracks; metadata; filter facets.
+
+    ``sound``: the index of the track that plays with the videos when the page opens (None: no
+    sound until one is chosen in the group's sound menu)."""
 
     title: str
     fps: float
@@ -141,6 +150,7 @@ class SyncGroup:
     clips: list[Clip] = field(default_factory=list)
     tracks: list[Track] = field(default_factory=list)
     tone: str | None = None
+    sound: int | None = None
 
     def __post_init__(self) -> None:
         if not self.fps > 0:
@@ -149,7 +159,7 @@ class SyncGroup:
 
     def video(self, frames: np.ndarray, label: str, **options: Any) -> Clip:
         """Encode (T, H, W, 3) uint8 or (T, H, W) grey frames at the group's fps and add them;
-        ``options``: ``tone``, ``badge``, ``caption`` (see ``Clip``)."""
+        ``options``: ``tone``, ``badge``, ``caption``, ``row`` (see ``Clip``)."""
         return self.add_clip(Clip(Media.video(frames, self.fps), label, **options))
 
     def audio(self, samples: np.ndarray, rate: int, label: str, caption: str = "") -> Track:
@@ -161,6 +171,11 @@ class SyncGroup:
         """Add a clip made elsewhere (e.g. ``Clip(Media.file(path), "layer 1")``)."""
         self.clips.append(clip)
         return clip
+
+    def add_track(self, track: Track) -> Track:
+        """Add a track made elsewhere (e.g. ``Track(Media.file(path), "soundtrack")``)."""
+        self.tracks.append(track)
+        return track
 
 
 @dataclass
@@ -202,7 +217,7 @@ class Section:
         return self._add(Figure(Media.image(png), caption))
 
     def group(self, title: str, fps: float, **options: Any) -> SyncGroup:
-        """A new synced group; ``options``: ``tags``, ``facets``, ``meta``, ``tone``."""
+        """A new synced group; ``options``: ``tags``, ``facets``, ``meta``, ``tone``, ``sound``."""
         return self._add(SyncGroup(title, fps, **options))
 
     def _add(self, block):

@@ -199,7 +199,7 @@ def _controls(group: SyncGroup) -> str:
     )
     if group.tracks:
         sounds = element("option", "no sound", value="") + "".join(
-            element("option", "sound: " + text(t.label), value=i)
+            element("option", "sound: " + text(t.label), value=i, selected=i == group.sound)
             for i, t in enumerate(group.tracks)
         )
         parts.append(
@@ -208,12 +208,39 @@ def _controls(group: SyncGroup) -> str:
     return element("div", "".join(parts), class_="controls")
 
 
+def _rows(group: SyncGroup, page: Page, names: dict[int, str]) -> str:
+    """The group's clips: one row, or a labelled row per run of clips with the same ``row``."""
+    if all(not c.row for c in group.clips):
+        return element("div", "".join(_clip(c, page, names) for c in group.clips), class_="clips")
+    runs: list[list[Clip]] = []
+    for clip in group.clips:
+        if runs and runs[-1][0].row == clip.row:
+            runs[-1].append(clip)
+        else:
+            runs.append([clip])
+    return element(
+        "div",
+        "".join(
+            element(
+                "div",
+                element("div", text(run[0].row), class_="row-label")
+                + element("div", "".join(_clip(c, page, names) for c in run), class_="clips"),
+                class_="clip-row",
+            )
+            for run in runs
+        ),
+        class_="clip-rows",
+    )
+
+
 def _group(group: SyncGroup, ident: str, page: Page, names: dict[int, str]) -> str:
     if not group.clips:
         raise ValueError(f"group {group.title!r} has no clips")
+    if group.sound is not None and not 0 <= group.sound < len(group.tracks):
+        raise ValueError(f"group {group.title!r}: sound {group.sound} is not one of its tracks")
     tags = "".join(element("span", text(t), class_="tag") for t in group.tags)
     header = element("header", element("h3", text(group.title)) + tags)
-    clips = element("div", "".join(_clip(c, page, names) for c in group.clips), class_="clips")
+    clips = _rows(group, page, names)
     tracks = "".join(_track(t, names) for t in group.tracks)
     meta = "".join(
         element("tr", element("th", text(k)) + element("td", text(v))) for k, v in group.meta

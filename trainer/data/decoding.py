@@ -13,21 +13,34 @@ the json (frames, height,
 width, audio rate and length): a sample that fails is skipped and counted, never zero-filled.
 The one deliberate placeholder is an *absent* audio track (contract: no ``a1``/``a2`` when the
 source has no audio): a silent waveform plus ``has_a* = False``, which gives all-zero features.
+
+Geometry and caps. A stream has one clip geometry (frames, fps, size, audio rate): the run's
+(``RUN/trained_on.json``), or without one the first sample's. A sample whose json states
+another is skipped and counted (``geometry_mismatch``) before any member is decoded, so one
+shard of another geometry among the training shards costs its samples, not the run. Members
+are then decoded under caps (``blendkit.limits``) no larger than what that json states: a video
+is refused past its frame count or at a frame size over its height x width, an alpha past the
+bytes of its float32 array, an audio track past its sample count, and a json stating more than
+``DataConfig.limits`` allows is refused (``over_cap``): a hostile member is never decoded at any
+size.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 
-from blendkit.codec import decode_video_yuv
+from blendkit.codec import decode_audio, decode_video_yuv
+from blendkit.format import Geometry
 from blendkit.format.members import A1, A2, ALPHA, MIX, V1, V2, Member, find_audio
+from blendkit.limits import DEFAULT_LIMITS, Limits
 from trainer.audio_features import MelParams
 from trainer.data.select import where
-from trainer.data.stats import LoaderStats
+from trainer.data.stats import LoaderStats, StreamError
 from trainer.data.tario import RawSample
 
 
@@ -61,8 +74,29 @@ class SampleError(ValueError):
         self.reason = reason
 
 
-def _video(raw: RawSample, video: Member, shape: tuple[int, int, int], step: int) -> torch.Tensor:
-    planes = decode_video_yuv(raw[video.name], step)  # (3, T, H, W)
+def _geometry(meta: dict, expected: Geometry | None) -> Geometry:
+    """The sample's geometry, checked against the stream's ``expected`` one."""
+    try:
+        found = Geometry.from_dict(meta)
+        stated = int(meta["audio_samples"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise SampleError("decode_error", f"bad json: {e}") from None
+    sizes = (found.frames, found.height, found.width, found.audio_rate)
+    if min(sizes) < 1 or not 0 < found.fps < math.inf:
+        raise SampleError("decode_error", f"bad json: a clip geometry of {found}")
+    if stated != found.audio_samples:
+        raise SampleError(
+            "decode_error", f"json says {stated} audio samples, its clip has {found.audio_samples}"
+        )
+    if expected is not None and found != expected:
+        raise SampleError("geometry_mismatch", f"clips of {found}, the stream's are {expected}")
+    return found
+
+
+def _video(
+    raw: RawSample, video: Member, shape: tuple[int, int, int], step: int, caps: Limits
+) -> torch.Tensor:
+    planes = decode_video_yuv(raw[video.name], step, caps)  # (3, T, H, W)
     if planes.shape != (3, *shape):
         raise SampleError(
             "decode_error", f"{video.name} decodes to {planes.shape[1:]} frames, json says {shape}"
@@ -74,7 +108,7 @@ def _audio(raw: RawSample, track: Member, meta: dict) -> torch.Tensor:
     name = find_audio(raw, track)
     if name is None:
         return torch.zeros(int(meta["audio_samples"]))
-    samples, rate = track.decode(raw[name])
+    samples, rate = decode_audio(raw[name], max_samples=int(meta["audio_samples"]))
     if rate != meta["audio_rate"] or len(samples) != meta["audio_samples"]:
         raise SampleError(
             "decode_error",
@@ -85,14 +119,14 @@ def _audio(raw: RawSample, track: Member, meta: dict) -> torch.Tensor:
 
 
 @lru_cache(maxsize=4)
-def _alpha(data: bytes) -> torch.Tensor:
+def _alpha(data: bytes, max_bytes: int = DEFAULT_LIMITS.max_alpha_bytes) -> torch.Tensor:
     """(T, H, W) float16 alpha of ``alpha.npz`` bytes, decoded once for repeated bytes.
 
     Every transparent sample stores the same constant-1/2 alpha, byte for byte (half of the demo
     shards), so the cache saves inflating 4 MB per such sample (0.8 ms, one core). The tensor
     is shared: stages never write into it (``Sample``).
     """
-    return torch.from_numpy(ALPHA.decode(data)).to(torch.float16)
+    return torch.from_numpy(ALPHA.decode(data, max_bytes=max_bytes)).to(torch.float16)
 
 
 def decode_sample(
@@ -103,20 +137,28 @@ def decode_sample(
     n_fft: int,
     hop_length: int,
     frame_stride: int = 1,
+    geometry: Geometry | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Sample:
-    """Decode one selected raw sample; raises ``SampleError`` (or a codec error) on any fault."""
+    """Decode one selected raw sample of clip geometry ``geometry`` (when given) under
+    ``limits`` (module docstring); raises ``SampleError`` (or a codec error) on any fault."""
     required = [V1, V2, ALPHA] + ([MIX] if need_mix else [])
     missing = [m.name for m in required if m.name not in raw]
     if missing:
         raise SampleError("missing_member", f"missing {', '.join(missing)}")
     meta = raw["__meta__"]
-    shape = (int(meta["frames"]), int(meta["height"]), int(meta["width"]))
-    alpha = _alpha(raw[ALPHA.name])
+    g = _geometry(meta, geometry)
+    try:
+        caps = limits.for_clip(g.frames, g.height, g.width)
+    except ValueError as e:
+        raise SampleError("over_cap", f"its json states {e}; data.limits raises them") from None
+    shape = (g.frames, g.height, g.width)
+    alpha = _alpha(raw[ALPHA.name], caps.max_alpha_bytes)
     if tuple(alpha.shape) != shape:
         raise SampleError("decode_error", f"alpha is {tuple(alpha.shape)}, json says {shape}")
     alpha = alpha[::frame_stride]
     shape = (alpha.shape[0], *shape[1:])  # the kept frames
-    v1, v2 = (_video(raw, m, shape, frame_stride) for m in (V1, V2))
+    v1, v2 = (_video(raw, m, shape, frame_stride, caps) for m in (V1, V2))
     return Sample(
         key=str(raw["__key__"]),
         blend=str(meta["blend"]),
@@ -124,12 +166,12 @@ def decode_sample(
         v2=v2,
         alpha=alpha.unsqueeze(0),  # (1, T, H, W)
         # without the stored mix, the trainer computes equation 3 on the decoded layers (exact)
-        mix=_video(raw, MIX, shape, frame_stride) if need_mix else None,
+        mix=_video(raw, MIX, shape, frame_stride, caps) if need_mix else None,
         a1_wave=_audio(raw, A1, meta),
         a2_wave=_audio(raw, A2, meta),
         has_a1=find_audio(raw, A1) is not None,
         has_a2=find_audio(raw, A2) is not None,
-        mel=MelParams(int(meta["audio_rate"]), n_mels, n_fft, hop_length),
+        mel=MelParams(g.audio_rate, n_mels, n_fft, hop_length),
     )
 
 
@@ -142,13 +184,25 @@ def decode(
     hop_length: int,
     stats: LoaderStats,
     frame_stride: int = 1,
+    geometry: Geometry | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    max_skipped_in_a_row: int | None = None,
 ) -> Iterator[Sample]:
-    """Stage: decode each raw sample, skipping (and counting) the ones that fail."""
+    """Stage: decode each raw sample, skipping (and counting) the ones that fail. Samples of
+    another clip geometry than ``geometry`` (by default the first decoded sample's) are
+    skipped. ``max_skipped_in_a_row`` guards endless streams: after that many skips in a row,
+    raise instead of reading a shard set none of whose samples decode forever."""
+    skipped_in_a_row = 0
     for raw in samples:
+        if max_skipped_in_a_row is not None and skipped_in_a_row >= max_skipped_in_a_row:
+            raise StreamError(
+                f"the last {skipped_in_a_row} samples read were all skipped; see the warnings"
+            )
+        skipped_in_a_row += 1
         try:
             sample = decode_sample(
                 raw, need_mix=need_mix, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length,
-                frame_stride=frame_stride,
+                frame_stride=frame_stride, geometry=geometry, limits=limits,
             )  # fmt: skip
         except SampleError as exc:
             stats.skip(exc.reason, where(raw), str(exc))
@@ -157,4 +211,7 @@ def decode(
             stats.skip("decode_error", where(raw), f"{type(exc).__name__}: {exc}")
             continue
         stats.add("samples_decoded")
+        skipped_in_a_row = 0
+        if geometry is None:  # the stream's first sample sets its geometry
+            geometry = Geometry.from_dict(raw["__meta__"])
         yield sample

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainer import pixels
 from trainer.audio_features import batch_log_mel
 from trainer.colour import yuv_to_rgb
 from trainer.data.batch import Batch
@@ -16,20 +17,24 @@ from trainer.data.batch import Batch
 VIDEO_KEYS = ("mix", "v1", "v2", "alpha")  # (B, C, T, H, W) members subsampled together
 
 
-def prepare(batch: Batch, device: torch.device, *, pixel_pool: int, channels_last: bool) -> Batch:
-    """A loader batch on the device as the model takes it: float RGB videos in [0, 1], ``mix``
+def prepare(
+    batch: Batch, device: torch.device, *, pixel_pool: int, pixel_range: str, channels_last: bool
+) -> Batch:
+    """A loader batch on the device as the model takes it: float RGB videos (``mix``, ``v1``,
+    ``v2``) in ``pixel_range`` (``trainer.pixels``; the run's ``model.pixel_range``), ``mix``
     by equation 3 when the loader did not decode the stored one, clips pooled, channels_last_3d
-    if asked.
+    if asked. ``alpha`` stays in [0, 1].
 
     The loader ships uint8 Y, U, V planes as stored (4x less to stack and copy than float, and
     no colour conversion on its CPU cores) and alpha as float16, and leaves the conversion to RGB
     (``trainer.colour``) and equation 3 to the device. ``pixel_pool`` average-pools k x k
     pixels after the mix is formed (1 for the paper; frames are subsampled in the loader,
     ``data.frame_stride``).
-    Float videos (tests, injected batches) are taken as RGB and pass unchanged; non-tensors
-    pass through. Audio comes as waveforms (``a*_wave``, with ``mel``): their log-mel features
-    ``a1`` and ``a2`` are computed here, a batch at a time (``batch_log_mel``); batches that
-    already carry ``a1`` / ``a2`` features (injected) keep them.
+    Float videos (tests, injected batches) are taken as RGB in [0, 1], as the loader's are;
+    non-tensors pass through. Audio comes as waveforms (``a*_wave``, with ``mel``): their
+    log-mel features ``a1`` and ``a2`` are computed here, a batch at a time
+    (``batch_log_mel``); batches that already carry ``a1`` / ``a2`` features (injected) keep
+    them.
     """
     out: Batch = {}
     for key, value in batch.items():
@@ -54,6 +59,8 @@ def prepare(batch: Batch, device: torch.device, *, pixel_pool: int, channels_las
         value = out[key]
         if pixel_pool > 1:
             value = F.avg_pool3d(value, (1, pixel_pool, pixel_pool))  # (B, C, T', H/k, W/k)
+        if key != "alpha":
+            value = pixels.to_model(value, pixel_range)  # [0, 1] -> the model's range
         if channels_last:
             value = value.contiguous(memory_format=torch.channels_last_3d)
         out[key] = value

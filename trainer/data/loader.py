@@ -29,6 +29,7 @@ from functools import partial
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from blendkit.format import Geometry
 from trainer.data import augment, batch, decoding, remix, select, shards, shuffle, tario
 from trainer.data.batch import Batch
 from trainer.data.stats import LoaderStats
@@ -41,6 +42,7 @@ _SHARDS, _SHUFFLE, _REMIX, _AUGMENT = 0, 1, 2, 3
 # Guards for endless streams (raise instead of spinning on a broken shard set or empty filter).
 _MIN_EMPTY_SHARDS_IN_A_ROW = 64
 _MAX_FILTERED_IN_A_ROW = 10_000
+_MAX_SKIPPED_IN_A_ROW = 1_000  # samples that fail to decode
 
 
 def seeded(*parts: int) -> random.Random:
@@ -59,8 +61,10 @@ def stages(
     num_workers: int,
     epoch: int,
     stats: LoaderStats,
+    geometry: Geometry | None = None,
 ) -> list[tuple[str, Stage]]:
-    """The named stages one worker runs, in order; the first consumes ``shard_list``."""
+    """The named stages one worker runs, in order; the first consumes ``shard_list``. Samples
+    of another clip geometry than ``geometry`` (by default the first's) are skipped."""
     shuffling = cfg.shuffle_buffer > 1
     shard_rng = seeded(cfg.seed, epoch, _SHARDS)
     if cfg.resampled:
@@ -109,6 +113,9 @@ def stages(
                 hop_length=cfg.hop_length,
                 stats=stats,
                 frame_stride=cfg.frame_stride,
+                geometry=geometry,
+                limits=cfg.limits,
+                max_skipped_in_a_row=_MAX_SKIPPED_IN_A_ROW if cfg.resampled else None,
             ),
         )
     )
@@ -165,11 +172,12 @@ class StreamDataset(IterableDataset):
     """Runs ``stages`` in whichever process iterates it (a DataLoader worker or the main one)."""
 
     def __init__(
-        self, cfg: DataConfig, shard_list: list[str], rank: int, world_size: int, stats: LoaderStats
-    ) -> None:
+        self, cfg: DataConfig, shard_list: list[str], rank: int, world_size: int,
+        stats: LoaderStats, geometry: Geometry | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.cfg, self.shard_list, self.stats = cfg, shard_list, stats
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.geometry = rank, world_size, geometry
         self.epoch = 0
 
     def __iter__(self) -> Iterator[Batch]:
@@ -184,6 +192,7 @@ class StreamDataset(IterableDataset):
             num_workers=num_workers,
             epoch=self.epoch,
             stats=self.stats,
+            geometry=self.geometry,
         )
         return run_stages(self.shard_list, chain)
 
@@ -221,14 +230,20 @@ class Loader:
 
 
 def make_loader(
-    cfg: DataConfig, *, rank: int = 0, world_size: int = 1, pin_memory: bool = False
+    cfg: DataConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    geometry: Geometry | None = None,
+    pin_memory: bool = False,
 ) -> Loader:
-    """Batches from ``cfg.shards`` for ``rank`` of ``world_size`` (see the module docstring),
+    """Batches from ``cfg.shards`` for ``rank`` of ``world_size`` (see the module docstring);
+    samples of another clip geometry than ``geometry`` (a run's) are skipped and counted; batches
     page-locked with ``pin_memory`` (for a GPU)."""
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
-    shard_list = shards.list_shards(cfg.shards)
+    shard_list = shards.list_shards(cfg.shards, allow_pipe=cfg.allow_pipe)
     if not cfg.resampled:
         shards.check_enough_shards(len(shard_list), world_size, cfg.workers)
-    dataset = StreamDataset(cfg, shard_list, rank, world_size, LoaderStats())
+    dataset = StreamDataset(cfg, shard_list, rank, world_size, LoaderStats(), geometry)
     return Loader(cfg, dataset, pin_memory=pin_memory)

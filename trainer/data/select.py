@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 
 from blendkit.format.blends import kinds
 from blendkit.format.members import A1, META, find_audio
-from trainer.data.stats import LoaderStats
+from trainer.data.stats import LoaderStats, StreamError
 from trainer.data.tario import RawSample
 
 
@@ -57,7 +57,7 @@ def select(
             continue
         dropped_in_a_row += 1
         if max_dropped_in_a_row is not None and dropped_in_a_row >= max_dropped_in_a_row:
-            raise RuntimeError(
+            raise StreamError(
                 f"{dropped_in_a_row} samples in a row failed the filter "
                 f"(blend={blend!r}, require_audio={require_audio}); does the shard set hold any?"
             )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 
 from blendkit.format.layout import list_shards  # the one shard listing, for the loader
+from blendkit.typed_config import ConfigError
 
 __all__ = [
     "check_enough_shards",
@@ -59,7 +60,8 @@ def check_enough_shards(n_shards: int, world_size: int, workers: int) -> None:
     """A single pass needs a shard for every (rank, worker), else some would read nothing."""
     needed = world_size * max(workers, 1)
     if n_shards < needed:
-        raise ValueError(
-            f"{n_shards} shards cannot feed world_size={world_size} x workers={max(workers, 1)} "
-            f"= {needed} readers in a single pass; write more shards or lower workers"
+        raise ConfigError(
+            f"data.shards: {n_shards} shards cannot feed world_size={world_size} x "
+            f"workers={max(workers, 1)} = {needed} readers in a single pass; write more shards "
+            "or lower data.workers"
         )

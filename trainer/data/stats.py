@@ -13,10 +13,16 @@ import multiprocessing
 logger = logging.getLogger("trainer.data")
 
 #: Problems: each one is logged as a warning.
-ERRORS = ("shard_error", "format_error", "missing_member", "decode_error", "remix_unpaired")
+ERRORS = ("shard_error", "format_error", "missing_member", "decode_error", "remix_unpaired",
+          "geometry_mismatch", "over_cap")  # fmt: skip
 #: Intended drops and progress: counted, not warned about.
 COUNTS = ("shards_opened", "samples_read", "samples_decoded", "filtered_blend", "filtered_no_audio")
 NAMES = COUNTS + ERRORS
+
+
+class StreamError(RuntimeError):
+    """The data stream cannot go on: it ended, or every shard or sample for a long while failed;
+    the message says what happened (the warnings before it say why)."""
 
 
 class LoaderStats:

@@ -11,28 +11,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from pathlib import Path
 
 import torch
 
+from blendkit.format import Geometry
+from blendkit.format.layout import missing_shards
 from blendkit.typed_config import ConfigError
 from trainer.data.batch import Batch
 from trainer.data.loader import Loader, make_loader
 from trainer.data.shards import list_shards
+from trainer.data.stats import StreamError
 from trainer.data.stream_config import DataConfig
 
 
-def check_shards(key: str, spec: str) -> None:
-    """Fail early, naming the config key, when a shard spec lists local files that are missing."""
+def check_shards(key: str, spec: str, allow_pipe: bool = False) -> list[str]:
+    """The shards of ``spec``; fail early, naming the config key, when it lists no shard or
+    shards that are missing (local paths, ``file://`` and fsspec URLs such as ``s3://``,
+    ``gs://`` or ``memory://``: the one listing, ``blendkit.format.layout``), or ``pipe:``
+    commands without ``allow_pipe`` (they are run, not checked, when allowed)."""
     try:
-        paths = list_shards(spec)
-    except FileNotFoundError as e:
+        paths = list_shards(spec, allow_pipe=allow_pipe)
+        missing = missing_shards(paths)
+    except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"{key}: {e}") from None
-    missing = [p for p in paths if "://" not in p and not p.startswith("pipe:")]
-    missing = [p for p in missing if not Path(p).is_file()]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ConfigError(f"{key}: shard {missing[0]} does not exist{more}")
+    return paths
 
 
 def data_stream(
@@ -43,14 +48,18 @@ def data_stream(
     segment: int,
     batches: Iterable[Batch] | None = None,
     start: int = 0,
+    geometry: Geometry | None = None,
     pin_memory: bool = False,
 ) -> Iterator[Batch]:
     """This rank's micro-batches from number ``start`` on: ``batches`` as given when injected,
-    else the shards of ``data`` (see the module docstring), page-locked with ``pin_memory``."""
+    else the shards of ``data`` (see the module docstring), samples of another clip geometry
+    than ``geometry`` (the run's) skipped, page-locked with ``pin_memory``."""
     if batches is not None:
         yield from _skip(iter(batches), start)
         return
-    loader = make_loader(data, rank=rank, world_size=world_size, pin_memory=pin_memory)
+    loader = make_loader(
+        data, rank=rank, world_size=world_size, geometry=geometry, pin_memory=pin_memory
+    )
     if data.resampled:
         yield from _segments(data, loader, segment, start)
     else:
@@ -61,7 +70,7 @@ def next_batch(stream: Iterator[Batch], consumed: int) -> Batch:
     """The stream's next micro-batch; an ended stream is an error naming how far it got."""
     batch = next(stream, None)
     if batch is None:
-        raise RuntimeError(f"data stream ended after {consumed} batches")
+        raise StreamError(f"data stream ended after {consumed} batches")
     return batch
 
 
@@ -77,7 +86,7 @@ def _segments(data: DataConfig, loader: Loader, size: int, start: int) -> Iterat
             yield batch
         del batches_of_segment  # shuts its worker processes down
         if got == 0:
-            raise RuntimeError(f"data.shards {data.shards!r} yielded no batch")
+            raise StreamError(f"data.shards {data.shards!r} yielded no batch")
         segment, offset = segment + 1, 0
 
 
@@ -85,7 +94,7 @@ def _skip(stream: Iterator[Batch], n: int) -> Iterator[Batch]:
     """Drop the first ``n`` batches (those consumed before the checkpoint)."""
     for i in range(n):
         if next(stream, None) is None:
-            raise RuntimeError(f"data stream ended after {i} batches while skipping {n} to resume")
+            raise StreamError(f"data stream ended after {i} batches while skipping {n} to resume")
     return stream
 
 
@@ -99,4 +108,4 @@ def _passes(data: DataConfig, loader: Loader) -> Iterator[Batch]:
             empty = False
             yield batch
         if empty:
-            raise RuntimeError(f"data.shards {data.shards!r} yielded no batch")
+            raise StreamError(f"data.shards {data.shards!r} yielded no batch")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from blendkit.format import BLEND_CHOICES, BOTH
+from blendkit.limits import DEFAULT_LIMITS, Limits
 from blendkit.typed_config import at_least, one_of, positive, require
 
 
@@ -21,6 +22,10 @@ class DataConfig:
     partners from (our choice, the paper does not remix). ``blend`` keeps one blend kind, or
     ``both`` (``blendkit.format.blends``), and ``require_audio`` drops samples whose V1 has no
     audio (C3 is conditioned on V1's audio).
+    ``limits`` caps what one sample may state and decode to (``blendkit.limits``; each sample is
+    held to its own json's sizes within them, ``trainer.data.decoding``).
+    ``allow_pipe`` lets ``shards`` (and ``val_shards``) be or list ``pipe:`` commands, which run
+    in a shell (``blendkit.format.layout``); off, they are refused.
     The log-mel parameters follow the paper's "log spectrogram treated as an image" (Sec. 3.2);
     the values are ours.
     """
@@ -46,6 +51,8 @@ class DataConfig:
     # keep every k-th frame of each clip (it still spans its audio's time); only the kept frames
     # are converted to RGB and float. 1 for the paper; the tiny config subsamples.
     frame_stride: int = 1
+    allow_pipe: bool = False  # run pipe: shard commands (the CLI's --allow-pipe)
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         one_of(self, "blend", BLEND_CHOICES)

@@ -15,7 +15,7 @@ from functools import partial
 
 from blendkit.format.members import FormatError
 from blendkit.format.reader import RawSample, ShardError, read_shard
-from trainer.data.stats import LoaderStats
+from trainer.data.stats import LoaderStats, StreamError
 
 __all__ = ["RawSample", "tarfile_to_samples"]
 
@@ -45,6 +45,6 @@ def tarfile_to_samples(
             stats.skip("shard_error", url, str(exc))
         empty_in_a_row = 0 if n else empty_in_a_row + 1
         if max_empty_in_a_row is not None and empty_in_a_row >= max_empty_in_a_row:
-            raise RuntimeError(
+            raise StreamError(
                 f"the last {empty_in_a_row} shards read gave no sample; see the warnings above"
             )

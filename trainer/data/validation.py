@@ -19,15 +19,19 @@ from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
-from blendkit.format import BOTH
+from blendkit.format import BOTH, Geometry
 from trainer.data.batch import Batch
 from trainer.data.loader import make_loader
 from trainer.data.stream_config import DataConfig
 
 
-def fixed_batches(data: DataConfig, shards: str, n_batches: int) -> Iterator[Batch]:
-    """The first ``n_batches`` batches of a fixed pass over ``shards`` with ``data``'s settings."""
-    return islice(iter(make_loader(data.fixed_pass(shards), rank=0, world_size=1)), n_batches)
+def fixed_batches(
+    data: DataConfig, shards: str, n_batches: int, geometry: Geometry | None = None
+) -> Iterator[Batch]:
+    """The first ``n_batches`` batches of a fixed pass over ``shards`` with ``data``'s settings
+    (samples of another clip geometry than ``geometry`` skipped)."""
+    loader = make_loader(data.fixed_pass(shards), rank=0, world_size=1, geometry=geometry)
+    return islice(iter(loader), n_batches)
 
 
 def validation_config(data: DataConfig, shards: str | Path, batch_size: int) -> DataConfig:
@@ -48,7 +52,8 @@ def _slice(batch: Batch, n: int) -> Batch:
 def validation_batches(
     data: DataConfig, shards: str | Path, batch_size: int = 4, max_samples: int | None = None
 ) -> Iterator[Batch]:
-    """The fixed validation batches of ``shards`` (first ``max_samples`` samples, if given)."""
+    """The fixed validation batches of ``shards`` (first ``max_samples`` samples, if given;
+    samples of another clip geometry than the first's skipped)."""
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be at least 1, got {max_samples}")
     cfg = validation_config(data, shards, batch_size)

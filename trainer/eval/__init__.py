@@ -11,11 +11,13 @@ of any video file. Evaluation sits below training: it imports nothing from ``tra
 * ``figures``: PNG image grids and example mp4s.
 * ``decompose``: a trained model applied to any video file in 64-frame windows.
 * ``downstream``: Table 3's scoring rules, a TorchScript classifier, a tiny one to train.
+* ``baseline``: the identity baseline of any shards, with no trained run.
 """
 
+from trainer.eval.baseline import identity_baseline
 from trainer.eval.decompose import decompose
 from trainer.eval.downstream import train_tiny_classifier
 from trainer.eval.evaluation import evaluate
 from trainer.eval.runs import load_run
 
-__all__ = ["decompose", "evaluate", "load_run", "train_tiny_classifier"]
+__all__ = ["decompose", "evaluate", "identity_baseline", "load_run", "train_tiny_classifier"]

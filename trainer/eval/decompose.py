@@ -12,8 +12,12 @@ What we chose (the paper shows real-video results, Figures 8-9, without the proc
 * Windows. The video is processed in consecutive windows of ``window`` frames (64, the clip
   length of the paper); the last, shorter window is padded by repeating its last frame and the
   padding is dropped from the outputs. The outputs of the n slots are written as
-  ``layer_1.mp4`` ... ``layer_n.mp4`` (H.264, yuv420p, the model's fps, exactly as many
-  frames as the input has at that fps), plus the cropped input as ``input.mp4``.
+  ``layer_1.mp4`` ... ``layer_n.mp4`` (the pages' display encoding, ``blendkit.pages.encode``:
+  H.264 4:2:0 with ``+faststart``, at the model's fps, exactly as many frames as the input has
+  at that fps), plus the cropped input as ``input.mp4`` and its soundtrack, mono at the run's
+  audio rate, as ``input.wav``.
+* Page. ``decompose.html`` (``trainer.eval.decompose_page``) plays the input, every layer and
+  the soundtrack in sync, the layer the audio selects marked.
 * Slot order. An uncontrolled model may put a layer in a different slot in the next window, so
   each window's outputs are permuted to best match (the paper's l, Hungarian/exhaustive
   matching) the previous window's last frame; C3 with deterministic control keeps its order.
@@ -28,49 +32,66 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from fractions import Fraction
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
+from blendkit.confine import inside
 from blendkit.decode import DecodeError, VideoDecoder, probe
 from blendkit.format import Geometry
+from blendkit.pages.encode import DisplayAudioWriter, DisplayVideoWriter
+from trainer import pixels
 from trainer.audio_features import log_mel
 from trainer.data import DataConfig
+from trainer.eval.decompose_page import DECOMPOSE_PAGE, write_decompose_page
 from trainer.eval.runs import LoadedRun, load_run
+from trainer.eval.scoring import _uint8  # the one conversion of outputs to displayable frames
 from trainer.losses import pit_from_cost, video_loss
 from trainer.models import resolve_config
 from trainer.models.registry import DETERMINISTIC, NO_CONTROL
 from trainer.run_record import TrainedOn
 
 DEFAULT_WINDOW = 64
+INPUT_VIDEO, LAYER_VIDEO, INPUT_AUDIO = "input.mp4", "layer_{}.mp4", "input.wav"
 
 
-class Mp4Writer:
-    """Streams (T, H, W, 3) uint8 RGB chunks into one H.264 mp4 (yuv420p: plays anywhere)."""
+class _Files:
+    """What ``decompose`` writes as it goes, in the pages' display encoding
+    (``blendkit.pages.encode``): ``input.mp4`` (the cropped input at the model's rate),
+    ``layer_1.mp4`` ... ``layer_n.mp4``, and ``input.wav`` (the soundtrack under those frames,
+    mono at the run's audio rate; only when the video has one)."""
 
-    def __init__(self, path: Path, fps: float, width: int, height: int, crf: int = 18) -> None:
-        self.container = av.open(str(path), "w")
-        self.stream = self.container.add_stream(
-            "libx264", rate=Fraction(fps).limit_denominator(1001)
-        )
-        self.stream.width, self.stream.height = width, height
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": str(crf)}
-        self.frames = 0
+    def __init__(self, out: Path, n: int, fps: float, size: int, audio_rate: int | None) -> None:
+        self.input = out / INPUT_VIDEO
+        self.layers = [out / LAYER_VIDEO.format(i + 1) for i in range(n)]
+        self.sound = out / INPUT_AUDIO if audio_rate else None
+        with ExitStack() as stack:  # a writer that fails to open closes those opened before
+            self._videos = [
+                stack.enter_context(DisplayVideoWriter(p, fps, size, size))
+                for p in (self.input, *self.layers)
+            ]
+            self._audio = (
+                stack.enter_context(DisplayAudioWriter(self.sound, audio_rate))
+                if (self.sound)
+                else None
+            )
+            self._stack = stack.pop_all()
 
-    def write(self, frames: np.ndarray) -> None:
-        for image in frames:
-            self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(image, "rgb24")))
-            self.frames += 1
+    def write(self, frames: np.ndarray, outputs: Tensor, wave: np.ndarray | None) -> None:
+        """One window: its input frames, the n outputs (n, 3, t, S, S), its soundtrack."""
+        self._videos[0].write(frames)
+        for writer, output in zip(self._videos[1:], outputs, strict=True):
+            writer.write(_uint8(output))
+        if self._audio is not None and wave is not None:
+            self._audio.write(wave)
 
     def close(self) -> None:
-        self.container.mux(self.stream.encode(None))
-        self.container.close()
+        self._stack.close()
 
 
 def centre_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -124,11 +145,6 @@ def _align(prev_last: Tensor | None, outputs: Tensor) -> Tensor:
     return assignment[0].cpu()
 
 
-def _to_uint8(video: Tensor) -> np.ndarray:
-    """(3, T, H, W) float [0, 1] -> (T, H, W, 3) uint8."""
-    return (video.clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0).cpu().numpy()
-
-
 def _open_video(video_path: Path) -> Any:
     if not video_path.exists():
         raise FileNotFoundError(f"{video_path}: no such file")
@@ -153,10 +169,12 @@ def decompose(
     size: int | None = None,
     fps: float | None = None,
     device: str = "auto",
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Write the n output layers of ``video_path`` as mp4s into ``out_dir``; returns a summary.
 
     Summary keys: video, run, model, frames, fps, size, window, outputs (paths), input (path),
+    sound (``input.wav``'s path, or None without a soundtrack), page (``decompose.html``),
     windows ([{start, frames, chosen}]), control ({has_audio, per_window, overall} for C3,
     else None). ``decompose.json`` in ``out_dir`` holds the same. Raises ``FileNotFoundError``
     (no such video or run) or ``ValueError`` (not a video, run without a checkpoint, bad
@@ -165,61 +183,76 @@ def decompose(
     video_path = Path(video_path)
     info = _open_video(video_path)
     loaded = load_run(run, device)
-    geometry = loaded.record.geometry
     window, size, fps = _model_geometry(loaded.record, window, size, fps)
-    kind, data, control = loaded.kind, loaded.cfg.data, loaded.control
-    use_audio = bool(resolve_config(kind, loaded.cfg.model).audio)
-    total = _frame_count(info.duration_s, fps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    n = loaded.cfg.model.n_outputs
-    writers = [Mp4Writer(out / f"layer_{i + 1}.mp4", fps, size, size) for i in range(n)]
-    source = Mp4Writer(out / "input.mp4", fps, size, size)
-    windows: list[dict[str, Any]] = []
-    prev_last: Tensor | None = None
-    written = 0
+    rate = loaded.record.geometry.audio_rate
+    files = _Files(out, loaded.cfg.model.n_outputs, fps, size, rate if info.has_audio else None)
     try:
         with VideoDecoder(video_path) as dec:
-            for start in range(0, total, window):
-                frames = _read_frames(dec, start, min(window, total - start), fps, size)
-                t = frames.shape[0]
-                if t == 0:
-                    break
-                clip = _pad_time(_channels_first(frames).unsqueeze(0), window)  # (1, 3, W, S, S)
-                clip = clip.to(loaded.device).float() / 255
-                audio = None
-                if use_audio:
-                    audio = _window_audio(
-                        dec, info.has_audio, start, t, window, fps, geometry, data
-                    )
-                    audio = audio.unsqueeze(0).to(loaded.device)  # (1, 1, n_mels, frames)
-                outputs, chosen = _window_outputs(loaded, clip, audio, t, prev_last, info.has_audio)
-                prev_last = outputs[:, :, -1:]
-                windows.append({"start": start, "frames": t, "chosen": chosen})
-                for i, writer in enumerate(writers):
-                    writer.write(_to_uint8(outputs[i]))
-                source.write(frames)
-                written += t
+            windows = _run_windows(loaded, dec, info, files, window, size, fps, progress)
     finally:
-        for writer in (*writers, source):
-            writer.close()
+        files.close()
+    written = sum(w["frames"] for w in windows)
     if written == 0:
         raise ValueError(f"{video_path}: no frame decodes at {fps:g} fps")
     summary = {
         "video": str(video_path),
         "run": str(loaded.path),
-        "model": kind,
+        "model": loaded.kind,
         "frames": written,
         "fps": fps,
         "size": size,
         "window": window,
-        "outputs": [str(out / f"layer_{i + 1}.mp4") for i in range(n)],
-        "input": str(out / "input.mp4"),
+        "outputs": [str(p) for p in files.layers],
+        "input": str(files.input),
+        "sound": None if files.sound is None else str(files.sound),
+        "page": str(out / DECOMPOSE_PAGE),
         "windows": windows,
-        "control": _control_summary(control, info.has_audio, windows),
+        "control": _control_summary(loaded.control, info.has_audio, windows),
     }
-    (out / "decompose.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_decompose_page(summary, loaded.control)
+    inside(out, "decompose.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _run_windows(
+    loaded: LoadedRun,
+    dec: VideoDecoder,
+    info: Any,
+    files: _Files,
+    window: int,
+    size: int,
+    fps: float,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Decompose the video window by window into ``files``; ``[{start, frames, chosen}]``."""
+    geometry, data = loaded.record.geometry, loaded.cfg.data
+    use_audio = bool(resolve_config(loaded.kind, loaded.cfg.model).audio)
+    total, has_audio = _frame_count(info.duration_s, fps), info.has_audio
+    windows: list[dict[str, Any]] = []
+    prev_last: Tensor | None = None
+    for start in tqdm(
+        range(0, total, window), desc="decompose", unit="window", disable=not progress
+    ):
+        frames = _read_frames(dec, start, min(window, total - start), fps, size)
+        t = frames.shape[0]
+        if t == 0:
+            break
+        clip = _pad_time(_channels_first(frames).unsqueeze(0), window)  # (1, 3, W, S, S)
+        clip = pixels.to_model(clip.to(loaded.device).float() / 255, loaded.pixel_range)
+        got = _window_wave(dec, has_audio, start, t, fps, geometry.audio_rate)
+        audio = None
+        if use_audio:
+            audio = _window_mel(got, window, fps, geometry, data)
+            audio = audio.unsqueeze(0).to(loaded.device)  # (1, 1, n_mels, frames)
+        outputs, chosen = _window_outputs(loaded, clip, audio, t, prev_last, has_audio)
+        prev_last = outputs[:, :, -1:]
+        windows.append({"start": start, "frames": t, "chosen": chosen})
+        span = _samples_between(start, start + t, fps, geometry.audio_rate)
+        shown = pixels.to_display(outputs, loaded.pixel_range)  # (n, 3, t, S, S) in [0, 1]
+        files.write(frames, shown, None if got is None else _fit(got, span))
+    return windows
 
 
 def _model_geometry(
@@ -259,24 +292,37 @@ def _window_outputs(
     return outputs, chosen
 
 
-def _window_audio(
-    dec: VideoDecoder,
-    has_audio: bool,
-    start: int,
-    t: int,
-    window: int,
-    fps: float,
-    geometry: Geometry,
-    data: DataConfig,
+def _window_wave(
+    dec: VideoDecoder, has_audio: bool, start: int, t: int, fps: float, rate: int
+) -> np.ndarray | None:
+    """The soundtrack under frames [start, start + t) at ``rate`` (empty where it has ended),
+    or None for a video without one."""
+    if not has_audio:
+        return None
+    try:
+        return dec.audio(start / fps, t / fps, rate)
+    except DecodeError:
+        return np.zeros(0, np.float32)  # the soundtrack ends before this window
+
+
+def _samples_between(first: int, last: int, fps: float, rate: int) -> int:
+    """Audio samples under frames [first, last): consecutive windows add up with no drift."""
+    return round(last / fps * rate) - round(first / fps * rate)
+
+
+def _fit(samples: np.ndarray, n: int) -> np.ndarray:
+    """Exactly ``n`` samples: cut, or padded with silence."""
+    return np.pad(samples[:n], (0, max(0, n - len(samples))))
+
+
+def _window_mel(
+    got: np.ndarray | None, window: int, fps: float, geometry: Geometry, data: DataConfig
 ) -> Tensor:
-    """Log-mel (1, n_mels, frames) of the window's audio, zero-padded to ``window`` frames."""
+    """Log-mel (1, n_mels, frames) of a window's audio (silence without), zero-padded to
+    ``window`` frames."""
     n_samples = round(window / fps * geometry.audio_rate)
     samples = np.zeros(n_samples, np.float32)
-    if has_audio:
-        try:
-            got = dec.audio(start / fps, t / fps, geometry.audio_rate)
-        except DecodeError:
-            got = np.zeros(0, np.float32)  # the soundtrack ends before this window
+    if got is not None:
         samples[: min(len(got), n_samples)] = got[:n_samples]
     return log_mel(samples, geometry.audio_rate, data.n_mels, data.n_fft, data.hop_length)
 

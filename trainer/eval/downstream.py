@@ -35,10 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from blendkit.confine import inside
 from blendkit.format.manifest import labels
 from trainer.data import DataConfig
 from trainer.data.device import prepare
 from trainer.data.validation import validation_batches
+from trainer.pixels import LOADER
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +156,10 @@ def load_label_list(path: str | Path) -> list[str]:
     raise ValueError(f"{path}: expected a JSON list of label names or an index->name object")
 
 
-def read_labels(shards: str | Path) -> dict[str, tuple[str, str]]:
+def read_labels(shards: str | Path, allow_pipe: bool = False) -> dict[str, tuple[str, str]]:
     """Sample key -> (V1 label, V2 label): from the folder's ``manifest.parquet``, else from the
     ``KEY.json`` members of every shard (``blendkit.format.manifest.labels``)."""
-    return labels(shards)
+    return labels(shards, allow_pipe=allow_pipe)
 
 
 def score_batch(
@@ -236,13 +238,15 @@ class TinyVideoClassifier(nn.Module):
         return self.head(self.features(x).flatten(1))  # (B, K)
 
 
-def _clips_and_labels(shards: str | Path) -> tuple[Tensor, list[str]]:
+def _clips_and_labels(shards: str | Path, allow_pipe: bool) -> tuple[Tensor, list[str]]:
     """Every V1 and V2 clip of the shards, downsampled to 16x32x32, with its label name."""
-    labels = read_labels(shards)
+    labels = read_labels(shards, allow_pipe)
     clips: list[Tensor] = []
     names: list[str] = []
-    for raw in validation_batches(DataConfig(shards=str(shards)), shards, batch_size=8):
-        batch = prepare(raw, torch.device("cpu"), pixel_pool=1, channels_last=False)  # float
+    data = DataConfig(shards=str(shards), allow_pipe=allow_pipe)
+    for raw in validation_batches(data, shards, batch_size=8):
+        cpu = torch.device("cpu")
+        batch = prepare(raw, cpu, pixel_pool=1, pixel_range=LOADER, channels_last=False)  # [0, 1]
         for which, column in (("v1", 0), ("v2", 1)):
             small = F.interpolate(batch[which], size=[16, 32, 32], mode="trilinear")
             for i, key in enumerate(batch["key"]):
@@ -262,14 +266,20 @@ def train_tiny_classifier(
     batch_size: int = 16,
     lr: float = 3e-3,
     seed: int = 0,
+    allow_pipe: bool = False,
 ) -> dict:
     """Train ``TinyVideoClassifier`` on the V1/V2 clips and labels of ``shards``.
 
     Writes the TorchScript model to ``out_path`` and the label list (sorted names) to
-    ``NAME.labels.json`` next to it. Returns {path, labels, samples, steps, train_accuracy}.
+    ``NAME.labels.json`` next to it, both inside ``out_path``'s folder. ``allow_pipe``:
+    ``shards`` may run ``pipe:`` commands. Returns {path, labels, samples, steps,
+    train_accuracy}.
     """
+    out = Path(out_path)
+    if out.is_dir():
+        raise ValueError(f"{out}: a folder; the classifier is written as a file (NAME.pt)")
     torch.manual_seed(seed)
-    clips, names = _clips_and_labels(shards)
+    clips, names = _clips_and_labels(shards, allow_pipe)
     label_list = sorted(set(names))
     target = torch.tensor([label_list.index(n) for n in names])
     model = TinyVideoClassifier(len(label_list))
@@ -285,10 +295,9 @@ def train_tiny_classifier(
     model.eval()
     with torch.no_grad():
         acc = float((model(clips).argmax(1) == target).float().mean())
-    out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(model).save(str(out))
-    label_path_for(out).write_text(json.dumps(label_list, indent=1) + "\n")
+    torch.jit.script(model).save(str(inside(out.parent, out.name)))
+    inside(out.parent, label_path_for(out).name).write_text(json.dumps(label_list, indent=1) + "\n")
     log.info(
         "tiny classifier: %d clips, %d classes, train accuracy %.3f",
         len(clips),

@@ -9,9 +9,12 @@ paper's figures do. matplotlib runs on the Agg backend (no display needed).
   audio-chosen output has a green border when the control is correct (section 4.1 rule), red
   when wrong, grey when the sample has no V1 audio.
 * Figure 10: control accuracy against the offset of the control audio.
-* Videos: mix | V1 | V2 | O_1 .. O_n side by side, ``blendkit.codec.encode_video``.
+* Videos: mix | V1 | V2 | O_1 .. O_n side by side, in the pages' display encoding
+  (``blendkit.pages.encode``), at the fps of the model's input.
 
-``write_figures`` draws every figure one run's evaluation pass allows.
+``write_figures`` draws every figure one run's evaluation pass allows, under generated names
+(``fig5.png``, ``videos/example-1.mp4``, ...) inside its folder (``blendkit.confine.inside``);
+text from elsewhere (a run folder's name) is drawn as plain text, never as matplotlib mathtext.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from blendkit.codec import encode_video  # noqa: E402
-from blendkit.format import BLEND_KINDS  # noqa: E402
+from blendkit.confine import inside  # noqa: E402
+from blendkit.format import BLEND_KINDS, BOTH  # noqa: E402
+from blendkit.pages.encode import DISPLAY_CRF, encode_display_video  # noqa: E402
+from blendkit.render import plain  # noqa: E402
 from trainer.eval.types import Example, RunResult  # noqa: E402
 from trainer.models.registry import NO_CONTROL  # noqa: E402
 
@@ -136,39 +141,37 @@ def figure10(curves: dict[str, tuple[list[float], list[float | None]]], path: Pa
     return _save(fig, path)
 
 
-def write_video(video: dict[str, Any], path: Path, fps: float, crf: int = 18) -> Path:
-    """mix | V1 | V2 | O_1 .. O_n side by side, each (T, H, W, 3) uint8, as an mp4."""
+def write_video(video: dict[str, Any], path: Path, fps: float, crf: int = DISPLAY_CRF) -> Path:
+    """mix | V1 | V2 | O_1 .. O_n side by side, each (T, H, W, 3) uint8, as a browser-playable
+    mp4 (``blendkit.pages.encode``: H.264 4:2:0, ``+faststart``) at ``fps``, the rate of the
+    model's input (the shards' fps over ``data.frame_stride``)."""
     frames = np.concatenate([video["mix"], video["v1"], video["v2"], *video["outputs"]], axis=2)
-    if frames.shape[1] % 2 or frames.shape[2] % 2:  # keep every encoder happy with even sizes
-        frames = np.pad(
-            frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
-        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_video(np.ascontiguousarray(frames), fps, crf))
+    path.write_bytes(encode_display_video(frames, fps, crf))
     return path
 
 
 def write_figures(result: RunResult, dest: Path, fps: float) -> dict[str, str]:
     """Figures 5, 6, 7, 10 and example videos of one run into ``dest``; name -> path."""
-    name = result.run.name
+    name = plain(result.run.name)
     paths: dict[str, Path] = {}
     if result.examples:
-        paths["fig5"] = figure5(result.examples, dest / "fig5.png", name)
+        paths["fig5"] = figure5(result.examples, inside(dest, "fig5.png"), name)
     for blend in BLEND_KINDS:
         ex = next((e for e in result.examples if e.blend == blend and e.terms is not None), None)
         if ex is not None:
-            paths[f"fig6_{blend}"] = figure6(ex, dest / f"fig6_{blend}.png", name)
+            paths[f"fig6_{blend}"] = figure6(ex, inside(dest, f"fig6_{blend}.png"), name)
     if result.run.control != NO_CONTROL and result.examples:
-        paths["fig7"] = figure7(result.examples, dest / "fig7.png", name)
+        paths["fig7"] = figure7(result.examples, inside(dest, "fig7.png"), name)
     fig10 = result.metrics.get("fig10")
     if fig10:
         curves = {
             f"{name} {blend}": (fig10["offsets_s"], acc)
             for blend, acc in fig10["control_accuracy"].items()
+            if blend in (*BLEND_KINDS, BOTH)
         }
-        paths["fig10"] = figure10(curves, dest / "fig10.png")
-    for video in result.videos:
-        paths[f"video_{video['key']}"] = write_video(
-            video, dest / "videos" / f"{video['key']}_{video['blend']}.mp4", fps
-        )
+        paths["fig10"] = figure10(curves, inside(dest, "fig10.png"))
+    for i, video in enumerate(result.videos, 1):  # which sample: eval.json's "videos"
+        path = inside(dest, "videos", f"example-{i}.mp4")
+        paths[f"video_{i}"] = write_video(video, path, fps)
     return {k: str(v) for k, v in paths.items()}

@@ -4,8 +4,9 @@ A run directory is what ``trainer.train.train`` writes (``trainer.run_dir``): ``
 (the resolved ``TrainConfig``), ``RUN/trained_on.json`` (``trainer.run_record``) and
 ``RUN/checkpoints/step-%09d.pt`` (a dict with ``model``, ``step``, ...). ``load_run`` rebuilds
 the model with ``build_model(cfg.model_name, cfg.model)`` and loads the newest checkpoint's
-weights. The clip geometry comes from the run's record, never from its training shards; a run
-without one is refused in one line.
+weights. The clip geometry and the pixel range come from the run's record, never from its
+training shards; a run without a record is refused in one line, and one whose record and config
+disagree on the range too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class LoadedRun:
     device: torch.device
 
     @property
+    def pixel_range(self) -> str:
+        """The range its model takes and gives (``trainer.pixels``), as its record says."""
+        return self.record.range
+
+    @property
     def kind(self) -> str:
         return self.cfg.model_name
 
@@ -51,10 +57,22 @@ class LoadedRun:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` takes CUDA when available."""
+    """``auto`` takes CUDA when available; ``ValueError`` for a device this machine lacks."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"--device: {device!r} is not a device (auto, cpu, cuda, cuda:N)"
+        ) from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device: {device!r} is not a device (auto, cpu, cuda, cuda:N)")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device: {device!r}, but this machine has no CUDA device")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device: {device!r}, but CUDA has {torch.cuda.device_count()} devices")
+    return dev
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
@@ -65,6 +83,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     record of its clip geometry (``trainer.run_record.read_record``: a run from before records).
     """
     run = Path(run_dir)
+    if run.exists() and not run.is_dir():
+        raise ValueError(f"{run}: not a run directory (a file)")
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run directory")
     config_path = run / "config.json"
@@ -72,12 +92,17 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
         raise FileNotFoundError(f"{run}: not a run directory (no config.json)")
     try:
         cfg = load_config(str(config_path))
-    except ConfigError as e:
-        raise ValueError(f"{config_path}: {e}") from None
+    except ConfigError as e:  # names the file
+        raise ValueError(str(e)) from None
     path = ckpt.latest(run)
     if path is None:
         raise ValueError(f"{run}: run has no checkpoint in {run / ckpt.CHECKPOINT_DIR}")
     record = read_record(run)
+    if record.range != cfg.model.pixel_range:
+        raise ValueError(
+            f"{run}: trained_on.json says pixels in {record.range}, config.json "
+            f"{cfg.model.pixel_range}; the run folder was edited"
+        )
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     state = ckpt.load(path, map_location="cpu")
     model = build_model(cfg.model_name, cfg.model)

@@ -1,6 +1,7 @@
 """One run's evaluation pass over the fixed validation batches.
 
-Per sample: the permutation invariant loss (eq. 4) and its assignment, the identity baseline,
+Per sample: the permutation invariant loss (eq. 4) and its assignment, the identity baseline
+(both in the paper's unit, ``trainer.pixels``: computed in the run's pixel range and scaled),
 the output chosen by the control rule of section 4.1 and whether it is correct (a uniformly
 random slot for uncontrolled models: chance), and for C3 the same at every Figure 10 offset of
 the control audio. A few samples are kept as examples for the figures and videos, and Table 3 is
@@ -16,13 +17,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from trainer import pixels
 from trainer.data.batch import Batch
 from trainer.data.device import prepare
 from trainer.eval.audio_shift import DEFAULT_OFFSETS_S, shifted_correct
 from trainer.eval.downstream import Classifier, Table3, score_batch
 from trainer.eval.runs import LoadedRun
 from trainer.eval.summary import summarise
-from trainer.eval.types import Example, RunResult
+from trainer.eval.types import Example, ExampleClips, RunResult
 from trainer.losses import PITLoss, deterministic_loss, pairwise_loss
 from trainer.losses.pit import PITResult
 from trainer.metrics import chosen_output, control_correct, identity_loss
@@ -56,6 +58,7 @@ class _Kept:
     examples: list[Example] = field(default_factory=list)
     videos: list[dict[str, Any]] = field(default_factory=list)
     per_blend: dict[str, int] = field(default_factory=dict)
+    seen: int = 0  # samples of the pass before this batch
 
 
 def evaluate_run(
@@ -80,10 +83,11 @@ def evaluate_run(
     with torch.no_grad():
         for raw in batches:
             batch = prepare(
-                raw, loaded.device, pixel_pool=loaded.cfg.pixel_pool, channels_last=False
-            )
+                raw, loaded.device, pixel_pool=loaded.cfg.pixel_pool,
+                pixel_range=loaded.pixel_range, channels_last=False,
+            )  # fmt: skip
             scored = score(loaded, batch, pit, gen)
-            rows += sample_rows(batch, scored)
+            rows += sample_rows(batch, scored, pixels.loss_scale(loaded.pixel_range))
             if controlled:
                 shifted.append(
                     shifted_correct(
@@ -91,10 +95,12 @@ def evaluate_run(
                         scored.has_audio,
                     )
                 )  # fmt: skip
-            _keep(kept, batch, scored, controlled)
-            if table3 is not None:
-                cpu = {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in batch.items()}
-                decomposed = {loaded.name: (scored.outputs.cpu(), scored.match.assignment.cpu())}
+            shown = _displayed(batch, loaded.pixel_range)
+            _keep(kept, shown, scored, controlled, loaded.pixel_range, raw.get("a1_wave"))
+            if table3 is not None:  # the classifier takes [0, 1]
+                cpu = {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in shown.items()}
+                outputs = pixels.to_display(scored.outputs, loaded.pixel_range).cpu()
+                decomposed = {loaded.name: (outputs, scored.match.assignment.cpu())}
                 score_batch(table3, classifier, labels or {}, cpu, decomposed)
     if not rows:
         raise ValueError("the validation shards gave no sample")
@@ -129,28 +135,46 @@ def score(loaded: LoadedRun, batch: Batch, pit: PITLoss, gen: torch.Generator) -
     return Scored(out, outputs, match, identity, chosen, correct, has_audio, det)
 
 
-def sample_rows(batch: Batch, s: Scored) -> list[dict[str, Any]]:
-    """One row per sample: key, blend, loss, identity, control, assignment (eval.json)."""
+def sample_rows(batch: Batch, s: Scored, loss_scale: float) -> list[dict[str, Any]]:
+    """One row per sample: key, blend, loss, identity, control, assignment (eval.json); the
+    losses times ``loss_scale`` (``pixels.loss_scale`` of the run's range: the paper's unit)."""
     rows = []
     for i in range(s.outputs.shape[0]):
         row = {
             "key": batch["key"][i],
             "blend": batch["blend"][i],
-            "loss": float(s.match.losses[i]),
-            "identity": float(s.identity[i]),
+            "loss": float(s.match.losses[i]) * loss_scale,
+            "identity": float(s.identity[i]) * loss_scale,
             "control_correct": bool(s.correct[i]) if bool(s.has_audio[i]) else None,
             "chosen": int(s.chosen[i]),
             "assignment": s.match.assignment[i].tolist(),
         }
         if s.deterministic is not None:
-            row["deterministic_loss"] = float(s.deterministic[i])
+            row["deterministic_loss"] = float(s.deterministic[i]) * loss_scale
         rows.append(row)
     return rows
 
 
-def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool) -> None:
-    """Keep the first ``n_examples`` samples of each blend kind and the first ``n_videos``."""
-    terms = _terms(s.out)
+def _displayed(batch: Batch, pixel_range: str) -> Batch:
+    """The batch with its videos back in [0, 1] (``pixels.to_display``), for figures."""
+    videos = ("mix", "v1", "v2")
+    return {k: pixels.to_display(v, pixel_range) if k in videos else v for k, v in batch.items()}
+
+
+def _keep(
+    kept: _Kept,
+    batch: Batch,
+    s: Scored,
+    controlled: bool,
+    pixel_range: str,
+    audio: Tensor | None = None,
+) -> None:
+    """Keep the first ``n_examples`` samples of each blend kind (a middle frame for the figures,
+    the whole clips for the HTML report) and the first ``n_videos``. ``batch`` is in [0, 1]
+    (``_displayed``), the outputs are mapped there from ``pixel_range``; ``audio``: V1's
+    waveforms (B, N) as the loader gave them, when it did."""
+    terms = _terms(s.out, pixel_range)
+    outputs = pixels.to_display(s.outputs, pixel_range)  # (B, n, 3, T, H, W) in [0, 1]
     t_mid = s.outputs.shape[3] // 2
     for i in range(s.outputs.shape[0]):
         blend = batch["blend"][i]
@@ -163,11 +187,13 @@ def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool) -> None:
                     mix=batch["mix"][i, :, t_mid].float().cpu(),
                     v1=batch["v1"][i, :, t_mid].float().cpu(),
                     v2=batch["v2"][i, :, t_mid].float().cpu(),
-                    outputs=s.outputs[i, :, :, t_mid].cpu(),
+                    outputs=outputs[i, :, :, t_mid].cpu(),
                     assignment=s.match.assignment[i].tolist(),
                     terms=None if terms is None else terms[i, :, :, :, t_mid].float().cpu(),
                     chosen=int(s.chosen[i]) if controlled else None,
                     correct=bool(s.correct[i]) if controlled and bool(s.has_audio[i]) else None,
+                    index=kept.seen + i,
+                    clips=_clips(batch, outputs, s.has_audio, terms, i, audio),
                 )
             )
         if len(kept.videos) < kept.n_videos:
@@ -178,9 +204,31 @@ def _keep(kept: _Kept, batch: Batch, s: Scored, controlled: bool) -> None:
                     "mix": _uint8(batch["mix"][i]),
                     "v1": _uint8(batch["v1"][i]),
                     "v2": _uint8(batch["v2"][i]),
-                    "outputs": [_uint8(o) for o in s.outputs[i]],
+                    "outputs": [_uint8(o) for o in outputs[i]],
                 }
             )
+    kept.seen += s.outputs.shape[0]
+
+
+def _clips(
+    batch: Batch,
+    outputs: Tensor,
+    has_a1: Tensor,
+    terms: Tensor | None,
+    i: int,
+    audio: Tensor | None,
+) -> ExampleClips:
+    """Sample ``i``'s whole clips as displayable uint8 (``_uint8``; ``batch``, ``outputs`` and
+    ``terms`` already in [0, 1]), and V1's sound."""
+    has_audio = audio is not None and bool(has_a1[i])
+    return ExampleClips(
+        mix=_uint8(batch["mix"][i]),
+        v1=_uint8(batch["v1"][i]),
+        v2=_uint8(batch["v2"][i]),
+        outputs=[_uint8(o) for o in outputs[i]],
+        terms=None if terms is None else [[_uint8(t) for t in row] for row in terms[i]],
+        audio=audio[i].float().cpu().numpy() if has_audio else None,
+    )
 
 
 def _chosen(
@@ -193,14 +241,16 @@ def _chosen(
     )
 
 
-def _terms(out: ModelOutput) -> Tensor | None:
-    """beta_ij * L_j for every output i and layer j: (B, n, m, 3, T, H, W), or None."""
+def _terms(out: ModelOutput, pixel_range: str) -> Tensor | None:
+    """beta_ij * L_j for every output i and layer j, the layers in [0, 1] (so the terms of an
+    output add up to it as displayed): (B, n, m, 3, T, H, W), or None."""
     if out.layers is None or out.beta is None:
         return None
     beta = out.beta
     if beta.dim() == 3:  # scalar mode (B, n, m)
         beta = beta[..., None, None, None]
-    return beta.unsqueeze(3) * out.layers.unsqueeze(1)  # (B, n, m, 3, T, H, W)
+    layers = pixels.to_display(out.layers, pixel_range)  # (B, m, 3, T, H, W)
+    return beta.unsqueeze(3) * layers.unsqueeze(1)  # (B, n, m, 3, T, H, W)
 
 
 def _uint8(video: Tensor) -> Any:

@@ -1,7 +1,9 @@
 """One run's metrics (the content of ``eval.json``) from its per-sample rows.
 
 Means per blend kind and over both kinds (``blendkit.format.BOTH``), control accuracy in
-percent on the samples whose V1 has audio, and Figure 10's curves.
+percent on the samples whose V1 has audio, and Figure 10's curves. Losses are in the paper's
+unit (the rows are, ``trainer.eval.scoring``); ``loss_unit`` says so and ``pixel_range`` is the
+range the run computed in.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from blendkit.format import BLEND_KINDS, BOTH
+from trainer import pixels
 from trainer.eval.audio_shift import METHOD, shift_frames
 from trainer.eval.runs import LoadedRun
 from trainer.models.registry import DETERMINISTIC, INTERNAL, NO_CONTROL
@@ -65,6 +68,8 @@ def summarise(
         "step": loaded.step,
         "checkpoint": str(loaded.checkpoint),
         "params": params,
+        "pixel_range": loaded.pixel_range,
+        "loss_unit": pixels.LOSS_UNIT,
         "samples": count(rows),
         "loss": by_blend(rows, "loss"),
         "identity_loss": by_blend(rows, "identity"),

@@ -3,7 +3,7 @@
 Each function takes the per-run ``metrics`` dicts of ``trainer.eval.scoring.evaluate_run`` (the
 content of ``eval.json``) and returns a markdown table; the paper's value sits in its own
 column (``trainer.paper``) so a reader compares row by row. Losses are the paper's l summed
-over the two targets (eq. 4), accuracies in percent.
+over the two targets (eq. 4) in the paper's unit (``trainer.pixels``), accuracies in percent.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from blendkit.format import BOTH, OCCLUSION, TRANSPARENT, Geometry
-from trainer import paper
+from trainer import paper, pixels
 from trainer.models.registry import NO_CONTROL, control_of
 
 
@@ -31,6 +31,13 @@ def _row(cells: list[str]) -> str:
 
 def _header(cells: list[str]) -> list[str]:
     return [_row(cells), _row(["---"] * len(cells))]
+
+
+def units_line(runs: list[dict[str, Any]]) -> str:
+    """The report's one statement of the loss unit, with the ranges the runs computed in."""
+    ranges = sorted({m.get("pixel_range", pixels.LEGACY) for m in runs})
+    notes = "; ".join(f"runs in {r}: {pixels.how_reported(r)}" for r in ranges)
+    return f"Every loss is in the paper's unit, pixels in [-1, 1] ({notes})."
 
 
 def table1(runs: list[dict[str, Any]]) -> str:
@@ -185,8 +192,11 @@ def report(
         "Loss: the paper's l (L1 + spatial-gradient L1, per-element means) summed over the two "
         "targets under the best output assignment (eq. 4); lower is better. Paper numbers are "
         "for Kinetics-600 at 64x128x128 and full-width models trained for 124k steps.",
+        units_line(runs),
         "",
         "Runs: " + ", ".join(f"`{m['run']}` (step {m['step']})" for m in runs),
+        "",
+        "Watch the examples play, in sync and with the control audio: [report.html](report.html).",
         "",
         "## Table 1: reconstruction loss",
         "",
@@ -231,15 +241,18 @@ def report(
             "decomposition). Occlusion: top-1 = label of V2 (blended video, or the output "
             "matched to V2). Pure: top-1 on V1 and V2.",
         ]
-    lines += ["", "## Figures", ""]
+    lines += ["", "## Figures", "", *_figure_links(figures, folder)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _figure_links(figures: dict[str, dict[str, str]], folder: Path) -> list[str]:
+    """A heading per run, then each figure inline and each video as a link, relative to
+    ``folder``."""
+    lines = []
     for name, paths in figures.items():
-        lines.append(f"### {name}")
-        lines.append("")
+        lines += [f"### {name}", ""]
         for key, path in paths.items():
             rel = os.path.relpath(path, folder)
-            if path.endswith(".png"):
-                lines.append(f"{key}: ![{key}]({rel})")
-            else:
-                lines.append(f"{key}: [{rel}]({rel})")
-            lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+            image = path.endswith(".png")
+            lines += [f"{key}: ![{key}]({rel})" if image else f"{key}: [{rel}]({rel})", ""]
+    return lines

@@ -3,15 +3,17 @@
 ``build_model(name, cfg)`` assembles small modules (``i3d``, ``masking``, ``decoder``,
 ``composition``, ``audio``, ``control``) into one ``DecompositionNet`` code path (two of them
 for ``centrifuge_pc``). Every model is called as ``model(video, audio=None) -> ModelOutput``
-with video (B, 3, T, H, W) in [0, 1] (T % 8 == 0, H, W % 32 == 0) and audio a log-mel
-spectrogram (B, 1, n_mels, frames) for the audio models, None otherwise.
+with video (B, 3, T, H, W) in ``cfg.pixel_range`` (T % 8 == 0, H, W % 32 == 0; the ranges are
+``trainer.pixels``) and audio a log-mel spectrogram (B, 1, n_mels, frames) for the audio
+models, None otherwise.
 
 The variants (which modules each has, its control kind) are listed once, in
 ``trainer.models.registry``; the paper's sizes are in ``trainer.paper``.
 
 Output activation: Centrifuge outputs go through a sigmoid; C2/C3 layers go through a sigmoid
 and beta through a softmax over the m layers, so outputs are convex combinations of layers in
-[0, 1] and eq. 2 holds exactly (no clamp anywhere).
+[0, 1] and eq. 2 holds exactly (no clamp anywhere). ``DecompositionNet`` maps the sigmoid's
+[0, 1] affinely onto the run's pixel range (itself for [0, 1]), which keeps both properties.
 
 How the sizes match Table 1 (paper size: n = m = 4, width 1.0; ``python -m trainer.params``):
 the I3D encoder without logits is fixed at 12.29M. Table 1 leaves 22.6 - 12.3 = 10.3M for the
@@ -37,6 +39,7 @@ import torch
 from torch import nn
 
 from blendkit.typed_config import ConfigError, one_of, positive, require
+from trainer import pixels
 from trainer.models.audio import AudioNet, AudioVisualFusion
 from trainer.models.composition import Composition, LayerHead, ScalarBetaHead
 from trainer.models.control import ControlRegressor
@@ -88,11 +91,16 @@ class ModelConfig:
     control_audio: str = "own"  # own: regressor has its own audio net; shared: not detached
     input_skip: bool = False  # heads correct the input in logit space (not in the paper)
     norm: str = "batch"  # batch (the paper's I3D) | group: GroupNorm, for small batches (norm.py)
+    # the range of the videos the model takes and gives and the loss sees (trainer.pixels):
+    # "[-1,1]" (the paper's, the paper preset) or "[0,1]", the default because every run before
+    # this option used it, so their saved configs load as what they were
+    pixel_range: str = pixels.LEGACY
 
     def __post_init__(self) -> None:
         check_outputs(self.n_outputs)
         positive(self, "n_layers", "width")
         one_of(self, "norm", NORMS)
+        one_of(self, "pixel_range", pixels.PIXEL_RANGES)
         one_of(self, "beta_mode", BETA_MODES)
         one_of(self, "control_audio", ("own", "shared"))
         if self.control is not None:
@@ -213,4 +221,5 @@ def _build_net(cfg: ModelConfig, variant: Variant, in_channels: int) -> Decompos
         audio=audio,
         control=control,
         n_mels=cfg.n_mels if cfg.audio else None,
+        pixel_range=cfg.pixel_range,
     )

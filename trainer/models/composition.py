@@ -7,7 +7,8 @@ Our choices:
 
 * Layers go through a sigmoid, so L_j is in [0, 1]; beta goes through a softmax over the m
   layers (for each output i), so every O_i is a convex combination of layers and lies in [0, 1]
-  like the targets with no clamp, and eq. 2 holds exactly on the returned tensors.
+  with no clamp, and eq. 2 holds exactly on the returned tensors (``DecompositionNet`` maps
+  layers and outputs affinely onto the run's pixel range, which keeps both).
 * beta is per pixel by default (``beta_mode="pixel"``: beta (B, n, m, T, H, W), predicted by the
   layer generator's last features next to the layers): the poster writes beta_ij ⊙ L_j, Fig. 6
   visualises the beta_ij L_j terms as images, and a per-pixel convex combination can cut an

@@ -109,7 +109,8 @@ def init_correction(conv: nn.Conv3d, scale: float = CORRECTION_INIT_SCALE) -> No
 
 
 class VideoHead(nn.Module):
-    """3x3x3 convolution to ``k`` RGB videos, sigmoid so they live in [0, 1] like the targets.
+    """3x3x3 convolution to ``k`` RGB videos, sigmoid so they live in [0, 1] (``DecompositionNet``
+    maps them onto the run's pixel range, ``trainer.pixels``).
 
     With ``input_skip`` the convolution predicts a correction to the input in logit space,
     O = sigmoid(conv(x) + logit(V)), and starts small (``init_correction``): every output begins

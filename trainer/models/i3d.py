@@ -48,6 +48,14 @@ def scale_channels(channels: int, width: float) -> int:
     return max(8, int(round(channels * width / 8)) * 8)
 
 
+def input_problem(frames: int, height: int, width: int) -> str | None:
+    """What makes clips of this size unfit for the encoder (four 2x poolings in time after the
+    stem, five in space), or None."""
+    if frames % 8 or height % 32 or width % 32:
+        return f"I3D input needs T % 8 == 0 and H, W % 32 == 0, got {(frames, height, width)}"
+    return None
+
+
 class Unit3d(nn.Module):
     """Conv3d (no bias, 'same' padding) + BatchNorm3d + ReLU."""
 
@@ -134,8 +142,9 @@ class I3DEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:  # x: (B, C_in, T, H, W)
         _, _, t, h, w = x.shape
-        if t % 8 or h % 32 or w % 32:
-            raise ValueError(f"I3D input needs T % 8 == 0 and H, W % 32 == 0, got {(t, h, w)}")
+        problem = input_problem(t, h, w)
+        if problem:
+            raise ValueError(problem)
         conv2c = self.stem(x)  # (B, 192, T/2, H/4, W/4)
         mixed3c = self.mixed_3(conv2c)  # (B, 480, T/2, H/8, W/8)
         mixed4f = self.mixed_4(mixed3c)  # (B, 832, T/4, H/16, W/16)

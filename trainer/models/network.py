@@ -5,7 +5,11 @@ Every variant runs the same code path: I3D encoder -> [mask generator + channel 
 composition (C2/C3) -> [control regressor]. Bracketed modules are ``None`` when absent. The
 modules are built by ``trainer.models.build_model`` and handed in.
 
-The video input is in [0, 1]; the encoder sees it mapped to [-1, 1] (I3D's usual range).
+The video input and the outputs are in the model's pixel range (``ModelConfig.pixel_range``,
+``trainer.pixels``); the encoder sees the input in [-1, 1] (I3D's usual range). The heads work in
+[0, 1] (sigmoids, convex combinations, ``input_skip``'s logit of the input) and their results
+are mapped onto the range at the end: an affine map, so outputs stay convex combinations of the
+layers (eq. 2) and ``input_skip``'s outputs start at the input exactly as in [0, 1].
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainer import pixels
 from trainer.models.audio import AudioNet, AudioVisualFusion
 from trainer.models.composition import Composition, LayerHead, ScalarBetaHead
 from trainer.models.control import ControlRegressor
@@ -28,8 +33,8 @@ from trainer.models.masking import FeatureGating, MaskGenerator
 class ModelOutput:
     """What every model returns; fields a variant does not produce are None."""
 
-    outputs: Tensor  # (B, n, 3, T, H, W) in [0, 1]
-    layers: Tensor | None = None  # (B, m, 3, T, H, W)  C2/C3
+    outputs: Tensor  # (B, n, 3, T, H, W) in the model's pixel range
+    layers: Tensor | None = None  # (B, m, 3, T, H, W)  C2/C3, in the pixel range too
     beta: Tensor | None = None  # (B, n, m) scalar or (B, n, m, T, H, W) pixel mode  C2/C3
     masks: Tensor | None = None  # (B, m, T, H, W)  C2/C3 with masking, upsampled to full size
     scores: Tensor | None = None  # (B, n)  control regressor s (c3_internal)
@@ -61,6 +66,7 @@ class DecompositionNet(nn.Module):
         audio: AudioModules | None = None,
         control: ControlRegressor | None = None,
         n_mels: int | None = None,
+        pixel_range: str = pixels.LEGACY,
     ) -> None:
         super().__init__()
         if (mask_generator is None) != (gating is None):
@@ -75,10 +81,12 @@ class DecompositionNet(nn.Module):
         self.control_audio_net = audio.control_net if audio else None
         self.control = control
         self.n_mels = n_mels
+        self.pixel_range = pixels.check(pixel_range)
 
     def forward(self, video: Tensor, audio: Tensor | None = None) -> ModelOutput:
         self._check_inputs(video, audio)
-        features = self.encoder(video * 2 - 1)  # level -> (B, C_l, T_l, H_l, W_l)
+        encoded = pixels.convert(video, self.pixel_range, pixels.I3D_INPUT)
+        features = self.encoder(encoded)  # level -> (B, C_l, T_l, H_l, W_l)
         masks = None
         if self.mask_generator is not None:
             masks = self.mask_generator(features)  # (B, m, T', H', W')
@@ -87,7 +95,8 @@ class DecompositionNet(nn.Module):
         audio_features = self.audio_net(audio) if self.audio_net is not None else None
         bottleneck = visual if self.fusion is None else self.fusion(visual, audio_features)
         x = self.decoder(bottleneck, features)  # (B, w, T, H, W)
-        rgb = video[:, :3]  # the input video V (a corrector's input is [V, predictor outputs])
+        # V in [0, 1] for input_skip (a corrector's input is [V, predictor outputs])
+        rgb = pixels.convert(video[:, :3], self.pixel_range, pixels.UNIT)
         layers = beta = None
         if self.composition is None:
             outputs = self.head(x, rgb)  # (B, n, 3, T, H, W)
@@ -104,6 +113,9 @@ class DecompositionNet(nn.Module):
             scores = self.control(outputs, visual, control_audio)  # (B, n)
         if masks is not None and masks.shape[2:] != video.shape[2:]:
             masks = F.interpolate(masks, size=video.shape[2:], mode="trilinear")  # (B, m, T, H, W)
+        outputs = pixels.convert(outputs, pixels.UNIT, self.pixel_range)  # heads gave [0, 1]
+        if layers is not None:
+            layers = pixels.convert(layers, pixels.UNIT, self.pixel_range)
         return ModelOutput(outputs, layers, beta, masks, scores)
 
     def _check_inputs(self, video: Tensor, audio: Tensor | None) -> None:

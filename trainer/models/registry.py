@@ -48,6 +48,18 @@ VARIANTS: dict[str, Variant] = {
 MODEL_NAMES: tuple[str, ...] = tuple(VARIANTS)
 DEFAULT_MODEL = "c2"  # the paper's main network, and the presets'
 
+# Minutes of one ``tiny`` run (600 steps, one torch thread) with a second run beside it on the
+# 2-core build machine, from BENCHMARKS.md's step times and the last ``make demo``: estimates
+# that order ``make reproduce-tiny``'s schedule (longest first) and its printed plan, no more.
+TINY_RUN_MINUTES: dict[str, float] = {
+    "centrifuge": 2.5,
+    "centrifuge_pc": 4.5,
+    "c2_nomask": 2.5,
+    "c2": 4.5,
+    "c3_det": 5.5,
+    "c3_internal": 8.5,
+}
+
 
 def variant(name: str) -> Variant:
     """The variant called ``name``; ``ConfigError`` (a ``ValueError``) for an unknown one."""
