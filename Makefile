@@ -17,7 +17,8 @@ RUN ?= runs/$(MODEL)-$(CONFIG)
 STEPS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install chromium test lint demo demo-shards demo-c2 demo-c3 reproduce-tiny bench params train eval
+.PHONY: help install chromium test lint demo demo-shards demo-c2 demo-c3 reproduce-tiny bench params \
+	train eval device-wheels bench-gpu
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-15s %s\n",$$1,$$2}'
@@ -100,3 +101,21 @@ params: install ## per-model cost at paper size (params, GFLOP, saved MiB per sa
 
 bench: install ## benchmarks -> BENCHMARKS.md
 	$(BIN)/python -m bench --out BENCHMARKS.md
+
+# A GPU host without a package registry: `make device-wheels` here (connected), carry .whl/ there,
+# then `make bench-gpu` there (its python3 holds torch with CUDA; no .venv). docs/scale.md says how.
+WHEELS ?= .whl
+GPU_OUT ?= runs/bench-gpu
+GPU_BUDGET ?= 540
+GPU_PARTS ?=
+GPU_PY ?= $(shell test -x $(BIN)/python && echo $(BIN)/python || echo python3)
+
+device-wheels: install ## download the wheels a GPU host lacks (PyAV, webdataset, deflate...) into .whl/
+	$(BIN)/python -m bench.wheels --dest $(WHEELS)
+
+bench-gpu: ## on a GPU host: paper-size steps, bf16 check, loader (<10 min) -> BENCHMARKS.md, GPU_OUT
+	@if ls $(WHEELS)/*.whl >/dev/null 2>&1; then \
+		$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+			--target /tmp/site $(WHEELS)/*.whl; fi
+	PYTHONPATH=/tmp/site:$(CURDIR) $(GPU_PY) -m bench.gpu --out-dir $(GPU_OUT) --budget $(GPU_BUDGET) \
+		$(if $(GPU_PARTS),--parts $(GPU_PARTS))

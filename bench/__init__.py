@@ -8,4 +8,7 @@
 - ``loader``       shards -> batched tensors (``trainer.data.make_loader``)
 - ``engines``      make-shards with the local engine against Ray
 - ``train``        a training step of every model on the CPU
+- ``gpu``          paper-size training steps and the loader on one GPU (``make bench-gpu``),
+                   its section of BENCHMARKS.md (``gpu_report``) and the wheels a GPU host
+                   without a registry needs (``wheels``, ``make device-wheels``)
 """

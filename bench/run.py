@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bench import baseline, engines, loader, media, superpixels, train
+from bench import baseline, engines, gpu_report, loader, media, superpixels, train
 from blendkit import codec
 from blendkit.kinetics import index_source
 from blendkit.pipeline import make_shards, probe_item
@@ -289,5 +289,9 @@ def run(out_md: Path, sizes: Sizes = FULL) -> str:
     lines += _superpixel_section(sizes)
     lines += _train_section(sizes)
     text = "\n".join(lines) + "\n"
+    old = out_md.read_text() if out_md.is_file() else ""
+    gpu = gpu_report.section_of(old)  # written by `make bench-gpu` on a GPU host: kept
+    if gpu is not None:
+        text = gpu_report.replace_section(text, gpu)
     out_md.write_text(text)
     return text

@@ -17,7 +17,7 @@ from trainer.devices import (
 from trainer.losses import video_loss
 from trainer.memory import LivePeak, SavedTensors, fake_cuda_autocast
 from trainer.models import ModelConfig, build_model, count_parameters
-from trainer.params import format_cost_table, format_device_table
+from trainer.params import format_cost_table, format_device_table, format_policy_table
 
 torch.set_num_threads(1)
 
@@ -173,3 +173,12 @@ def test_params_tables_read_the_costs():
     devices = format_device_table(c2, {"none": 2**30, "blocks": 2**29}, 128, 1)
     h200 = next(line for line in devices.splitlines() if line.split()[:2] == ["H200", "989"])
     assert h200.split() == ["H200", "989", "141", "354", "64", "128"]
+    saved = {"none": 2**30, "blocks": 2**29, "boundaries": 2**28}
+    peaks = {"none": 2**31, "blocks": 2**30, "boundaries": 2**29}
+    flops = {"none": 1259e9, "blocks": 1259e9 * 1.25, "boundaries": 1259e9 * 1.5}
+    rows = format_policy_table(c2, saved, peaks, flops).splitlines()[2:]
+    assert [r.split() for r in rows] == [
+        ["none", "1024", "2048", "1259.0", "+0.0%"],
+        ["blocks", "512", "1024", "1573.8", "+25.0%"],
+        ["boundaries", "256", "512", "1888.5", "+50.0%"],
+    ]

@@ -52,6 +52,7 @@ from trainer.data import DataConfig
 from trainer.models import ModelConfig
 from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES, check_outputs
 
+AUTO = "auto"  # optim.grad_accum chosen by the trainer
 DERIVED_KEYS: dict[str, str] = {  # keys that may not be set directly, and what to set instead
     "data.batch_size": "is derived from optim.batch; set optim.batch instead",
     "preset": 'is set by --config (a preset name, or a JSON file\'s "preset" key)',
@@ -71,6 +72,8 @@ RESUMABLE_KEYS: frozenset[str] = frozenset(
         "eval_every",
         "video_every",
         "progress",
+        "peak_tflops",
+        "device_memory_gb",
     }
 )
 
@@ -93,16 +96,19 @@ class OptimConfig:
     gamma: float = 0.1
     steps: int = 124_000
     batch: int = 128
-    grad_accum: int = 1
+    # "auto": the micro-batch that fits the device's memory (trainer.run_cost.resolve_grad_accum)
+    grad_accum: int | Literal["auto"] = 1
     grad_clip: float = 0.0  # max global grad norm; 0 disables
 
     def __post_init__(self) -> None:
-        positive(self, "lr", "steps", "batch", "grad_accum")
-        require(
-            self.batch % self.grad_accum == 0,
-            "batch",
-            f"must be divisible by grad_accum ({self.grad_accum}), got {self.batch}",
-        )
+        positive(self, "lr", "steps", "batch")
+        if self.grad_accum != AUTO:
+            positive(self, "grad_accum")
+            require(
+                self.batch % self.grad_accum == 0,
+                "batch",
+                f"must be divisible by grad_accum ({self.grad_accum}), got {self.batch}",
+            )
         require(
             list(self.milestones) == sorted(set(self.milestones)),
             "milestones",
@@ -124,6 +130,11 @@ class TrainConfig:
     every clip in the trainer, and ``data.frame_stride`` keeps every k-th frame in the loader;
     both 1 for the paper.
     ``cpu_threads`` > 0 sets torch's intra-op threads when training on the CPU (0: default).
+    ``sync_batchnorm`` synchronises BatchNorm statistics across DDP ranks on CUDA (SyncBatchNorm),
+    so that they are taken over the global micro-batch whatever the number of GPUs.
+    ``peak_tflops`` and ``device_memory_gb`` (0: from ``trainer.devices`` and the driver) state
+    the device's dense bf16 peak, for the MFU the trainer logs, and its memory, for
+    ``optim.grad_accum=auto``.
     ``preset`` is the preset the config started from (``PRESETS``; see the module docstring).
     """
 
@@ -139,6 +150,9 @@ class TrainConfig:
     cpu_threads: int = 0
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    sync_batchnorm: bool = True
+    peak_tflops: float = 0.0
+    device_memory_gb: float = 0.0
     bf16: bool = True
     channels_last: bool = True
     compile: bool = False
@@ -163,7 +177,7 @@ class TrainConfig:
         )
         positive(self, "log_every", "ckpt_every", "eval_every", "video_every", "keep_ckpts")
         positive(self, "pixel_pool")
-        at_least(self, 0, "cpu_threads")
+        at_least(self, 0, "cpu_threads", "peak_tflops", "device_memory_gb")
 
 
 # ----------------------------------------------------------------------------- presets
@@ -263,6 +277,7 @@ def apply_overrides(cfg: TrainConfig, overrides: typing.Iterable[str]) -> TrainC
 
 def micro_batch(cfg: TrainConfig, world_size: int) -> int:
     """Per-rank samples per forward pass: optim.batch / (world_size * grad_accum)."""
+    _require_resolved(cfg)
     per_step = cfg.optim.grad_accum * world_size
     if cfg.optim.batch % per_step:
         raise ConfigError(
@@ -275,7 +290,13 @@ def micro_batch(cfg: TrainConfig, world_size: int) -> int:
 def segment_batches(cfg: TrainConfig) -> int:
     """Micro-batches per segment of a resampled stream: one checkpoint interval
     (``trainer.data.stream``)."""
+    _require_resolved(cfg)
     return cfg.ckpt_every * cfg.optim.grad_accum
+
+
+def _require_resolved(cfg: TrainConfig) -> None:
+    if cfg.optim.grad_accum == AUTO:  # a bug, not bad input: the trainer resolves it first
+        raise ValueError("optim.grad_accum=auto must be resolved (trainer.run_cost) first")
 
 
 def load_config(

@@ -168,15 +168,17 @@ def train_flops(
 ) -> tuple[float, float]:
     """(forward, forward + backward) FLOPs of one sample, counted on the meta device; with a
     checkpointing ``policy``, the backward pass includes its recomputation (hardware FLOPs,
-    where MFU counts the model's: ``policy=None``)."""
+    where MFU counts the model's: ``policy=None``). Counted on a batch of two, halved: every
+    counted operation is linear in the batch, and BatchNorm refuses a batch of one when a
+    feature map is a single value (the bottleneck of a clip of 8x32x32)."""
     with meta_device():
         model = build_model(name, cfg)
-        batch = synthetic_batch(clip, 1)
+        batch = synthetic_batch(clip, 2)
     with FlopCounterMode(display=False) as counter:
         loss = _training_forward(name, model, batch, policy or NO_CHECKPOINTING, SavedTensors())
         forward = counter.get_total_flops()
         loss.backward()
-    return float(forward), float(counter.get_total_flops())
+    return forward / 2, counter.get_total_flops() / 2
 
 
 def _fake_model(name: str, cfg: ModelConfig) -> nn.Module:

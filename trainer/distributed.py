@@ -1,12 +1,22 @@
 """This process's place in a ``torchrun`` job, and the few collectives the trainer needs.
 
 Launched by ``torchrun``, a process reads RANK / WORLD_SIZE / LOCAL_RANK; gloo on CPU, nccl on
-CUDA. A single process (no WORLD_SIZE) is rank 0 of 1 and starts no process group. Every helper
-here is a no-op in a world of one, so the training loop calls them unconditionally.
+CUDA (bound to the rank's GPU with ``device_id``). A single process (no WORLD_SIZE) is rank 0 of
+1 and starts no process group. Every helper here is a no-op in a world of one, so the training
+loop calls them unconditionally.
+
+The device (``pick_device``): ``device=cuda`` that cannot be used is an error naming why.
+``device=auto`` takes CUDA when it works and the CPU when the machine has no GPU, but a GPU that
+is there and unusable (its device files exist, yet torch was built without CUDA or cannot
+initialise the driver) is an error too, not a fallback: the paper config on the CPU runs about a
+thousand times slower, and a log line would be noticed hours later. ``device=cpu`` says "CPU"
+on purpose.
 """
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +24,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from blendkit.typed_config import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,18 +53,47 @@ def setup_distributed(device: str = "auto") -> tuple[Dist, bool]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda:
-        dev = torch.device("cuda", local)
+    dev = pick_device(device, local)
+    cuda = dev.type == "cuda"
+    if cuda:
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     started = False
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if use_cuda else "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world)
+        backend, bound = ("nccl", {"device_id": dev}) if cuda else ("gloo", {})
+        dist.init_process_group(backend, rank=rank, world_size=world, **bound)
         started = True
     return Dist(rank, world, local, dev), started
+
+
+def gpu_device_files() -> list[str]:
+    """The NVIDIA device files of this machine (``/dev/nvidia0``...): a GPU is there."""
+    return sorted(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def pick_device(device: str, local_rank: int = 0) -> torch.device:
+    """The device ``device`` ("auto", "cpu" or "cuda") means for this rank (module docstring);
+    ``ConfigError`` in one line when CUDA is asked for, or there, and cannot be used."""
+    if device == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise ConfigError(
+                f"device={device}: LOCAL_RANK {local_rank} but only {count} GPU(s) visible"
+            )
+        return torch.device("cuda", local_rank)
+    files = gpu_device_files()
+    if device == "auto" and not files:
+        log.info("device=auto: no GPU on this machine, training on the CPU")
+        return torch.device("cpu")
+    there = f"a GPU is there ({files[0]}) but " if files else ""
+    if torch.version.cuda is None:
+        why = f"{there}this torch {torch.__version__} was built without CUDA"
+    elif files:
+        why = f"{there}CUDA cannot initialise it (driver, or CUDA_VISIBLE_DEVICES)"
+    else:
+        why = "no GPU on this machine"
+    raise ConfigError(f"device={device}: {why}; set device=cpu to train on the CPU")
 
 
 def teardown() -> None:

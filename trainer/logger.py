@@ -5,8 +5,13 @@ per log interval); only rank 0 writes files, TensorBoard events and the bar. Los
 in the paper's unit (``trainer.pixels``: a run in [0, 1] reports twice what it computes,
 ``objective.in_paper_unit``); every jsonl line says so in its ``loss_unit`` field, TensorBoard
 in a ``loss_unit`` text and the console in one log line at the start. TensorBoard gets the
-same scalars as the jsonl files, samples/s, and every ``video_every`` steps an image of
+same scalars as the jsonl files, and every ``video_every`` steps an image of
 mix | V1 | V2 | O_1..O_n at a few frames (plus ``add_video`` when moviepy is installed).
+
+The row of metrics.jsonl that closes a log interval also holds what was measured over the
+interval (``INTERVAL_KEYS``): the identity baseline of that step's last micro-batch, samples/s,
+MFU (``trainer.run_cost.Throughput``, when the device's peak is known) and, on CUDA, the peak
+memory allocated during the interval (GiB, rank 0's).
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from trainer.data.batch import Batch
 from trainer.distributed import Dist, mean_over_ranks
 from trainer.models import ModelOutput
 from trainer.objective import in_paper_unit
+from trainer.run_cost import Throughput
 from trainer.run_dir import RunDir
+
+DEVICE_KEYS = ("samples_per_s", "mfu", "cuda_peak_gib")  # timings: they differ run to run
+INTERVAL_KEYS = ("identity", *DEVICE_KEYS)
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +72,9 @@ class TrainLogger:
 
     def __init__(
         self, run: RunDir, d: Dist, *, start_step: int, steps: int, batch: int, progress: bool,
-        desc: str, pixel_range: str,
+        desc: str, pixel_range: str, throughput: Throughput | None = None,
     ) -> None:  # fmt: skip
-        self.run, self.d, self.batch = run, d, batch
+        self.run, self.d, self.batch, self.throughput = run, d, batch, throughput
         self.pixel_range, self.loss_scale = pixel_range, pixels.loss_scale(pixel_range)
         self.start_step = start_step
         self.pending: list[tuple[int, float, dict[str, Tensor]]] = []
@@ -91,28 +100,44 @@ class TrainLogger:
             self.t_first = synced_time(self.d.device)
         self.pending.append((step, lr, terms))
 
-    def flush(self, step: int) -> float:
-        """Write the pending steps, averaged over ranks; returns the last step's loss."""
+    def flush(self, step: int, identity: Tensor) -> float:
+        """Write the pending steps, averaged over ranks, the interval's measures on the last
+        row (``identity``: the baseline of the last micro-batch); returns the last step's loss."""
         names = list(self.pending[-1][2])
         values = torch.stack([torch.stack([t[n] for n in names]) for _, _, t in self.pending])
-        rows = mean_over_ranks(values, self.d).tolist()  # one host sync per log interval
+        values = torch.cat([values.flatten(), identity.reshape(1)])
+        *flat, ident = mean_over_ranks(values, self.d).tolist()  # one host sync per interval
+        rows = [flat[i : i + len(names)] for i in range(0, len(flat), len(names))]
         now = time.perf_counter()
         rate = (step - self.step_log) * self.batch / max(now - self.t_log, 1e-9)
         self.t_log, self.step_log = now, step
         reported = [in_paper_unit(dict(zip(names, r, strict=True)), self.loss_scale) for r in rows]
+        interval = {"identity": ident * self.loss_scale, **self._device_measures(rate)}
         loss = reported[-1]["loss"]
         if self.d.main:
             with open(self.run.metrics, "a") as f:
                 for (s, lr, _), terms in zip(self.pending, reported, strict=True):
                     record = {"step": s, "lr": lr, **terms, "loss_unit": pixels.LOSS_UNIT}
+                    record |= interval if s == step else {}
                     f.write(json.dumps(record) + "\n")
             for name, value in reported[-1].items():
                 self.writer.add_scalar(f"train/{name}", value, step)
+            for name, value in interval.items():
+                self.writer.add_scalar(f"train/{name}", value, step)
             self.writer.add_scalar("train/lr", self.pending[-1][1], step)
-            self.writer.add_scalar("train/samples_per_s", rate, step)
             self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         self.pending.clear()
         return loss
+
+    def _device_measures(self, rate: float) -> dict[str, float]:
+        """samples/s, MFU (with a known peak) and the CUDA peak memory since the last call."""
+        out = {"samples_per_s": rate}
+        if self.throughput is not None:
+            out["mfu"] = self.throughput.mfu(rate)
+        if self.d.device.type == "cuda":
+            out["cuda_peak_gib"] = torch.cuda.max_memory_allocated(self.d.device) / 2**30
+            torch.cuda.reset_peak_memory_stats(self.d.device)
+        return out
 
     def examples(self, step: int, batch: Batch, out: ModelOutput) -> None:
         """The example image (and video, with moviepy) of a batch and the model's outputs."""

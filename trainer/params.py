@@ -2,11 +2,13 @@
 
 Per model: parameters (and Table 1's), forward and forward + backward GFLOP per sample, and the
 MiB per sample a bf16 training step saves for the backward pass, without activation
-checkpointing and with the trainer's (``trainer.cost``); then, for the paper's model on common
-GPUs (``trainer.devices``), the rate at the issue's 45% MFU target and the largest micro-batch
-of the paper's 128 whose estimated peak (``trainer.cost.peak_per_sample``) and training state
-fit in 90% of the memory. Models are built and run on meta and fake (CPU and CUDA) tensors,
-so nothing is allocated and no arithmetic is done.
+checkpointing and with the trainer's (``trainer.cost``). Then, for the paper's model: what each
+checkpointing policy saves, peaks at and computes (the numbers behind the trainer's choice,
+``trainer.models.checkpointing``), and on common GPUs (``trainer.devices``) the rate at the
+issue's 45% MFU target and the largest micro-batch of the paper's 128 whose estimated peak
+(``trainer.cost.peak_per_sample``) and training state fit in 90% of the memory. Models are
+built and run on meta and fake (CPU and CUDA) tensors, so nothing is allocated and no
+arithmetic is done.
 Paper size is n = m = 4 (Table 1: "all the results are obtained using models with n = 4
 output layers"; m is not given, we take m = n) and width 1.0; c3_det has n = 2.
 """
@@ -19,6 +21,7 @@ import torch
 
 from trainer.config import paper
 from trainer.cost import (
+    BOUNDARIES,
     MIB,
     NO_CHECKPOINTING,
     ModelCost,
@@ -26,6 +29,8 @@ from trainer.cost import (
     paper_clip,
     paper_model_config,
     peak_per_sample,
+    saved_per_sample,
+    train_flops,
     trainer_checkpointing,
 )
 from trainer.devices import DEVICES, micro_batch_that_fits, training_state_bytes
@@ -105,6 +110,24 @@ def format_device_table(
     return "\n".join(lines)
 
 
+def format_policy_table(
+    cost: ModelCost, saved: dict[str, int], peaks: dict[str, int], flops: dict[str, float]
+) -> str:
+    """What each activation checkpointing policy saves, peaks at and computes per sample
+    (hardware FLOPs: recomputation included), for ``cost``'s model."""
+    lines = [
+        f"paper {cost.name}, per sample: activation checkpointing policies",
+        f"{'policy':<12}{'saved MiB':>10}{'peak MiB':>10}{'GFLOP':>9}{'vs none':>9}",
+    ]
+    for name in saved:
+        extra = flops[name] / cost.train_flops - 1
+        lines.append(
+            f"{name:<12}{saved[name] / MIB:>10.0f}{peaks[name] / MIB:>10.0f}"
+            f"{flops[name] / 1e9:>9.1f}{extra:>+9.1%}"
+        )
+    return "\n".join(lines)
+
+
 def _fits(batch: int, per_sample: float, fixed: float, memory: float) -> str:
     try:
         return str(micro_batch_that_fits(batch, per_sample, fixed, memory))
@@ -119,10 +142,12 @@ def main() -> None:
     print()
     chosen = next(c for c in costs if c.name == train.model_name)
     cfg, clip = paper_model_config(chosen.name), paper_clip()
-    policies = (NO_CHECKPOINTING, trainer_checkpointing())
-    peaks = {
-        p.name: peak_per_sample(chosen.name, cfg, clip, p, chosen.saved[p.name]) for p in policies
-    }
+    policies = (NO_CHECKPOINTING, trainer_checkpointing(), BOUNDARIES)
+    saved = chosen.saved | saved_per_sample(chosen.name, cfg, clip, (BOUNDARIES,))
+    peaks = {p.name: peak_per_sample(chosen.name, cfg, clip, p, saved[p.name]) for p in policies}
+    flops = {p.name: train_flops(chosen.name, cfg, clip, p)[1] for p in policies}
+    print(format_policy_table(chosen, saved, peaks, flops))
+    print()
     states = 1 if train.optim.name == "sgd" else 2  # momentum; Adam's two moments
     print(format_device_table(chosen, peaks, train.optim.batch, states))
 

@@ -4,9 +4,11 @@ Layout::
 
     RUN/config.json            the resolved TrainConfig (resume refuses other values, except
                                for the keys in ``trainer.config.RESUMABLE_KEYS``)
-    RUN/metrics.jsonl          one line per optimiser step: step, lr, loss terms and the
-                               identity baseline of the batch (Table 1), averaged over ranks,
-                               in the paper's unit (``loss_unit``, ``trainer.pixels``)
+    RUN/metrics.jsonl          one line per optimiser step: step, lr, loss terms averaged
+                               over ranks, in the paper's unit (``loss_unit``,
+                               ``trainer.pixels``); the line closing a log interval adds the
+                               identity baseline of its batch (Table 1), samples/s, MFU, GPU
+                               memory (``trainer.logger.INTERVAL_KEYS``)
     RUN/trained_on.json        what the run was trained on: clip geometry, subsampling, shard
                                format (``trainer.run_record``); also in every checkpoint
     RUN/val.jsonl              one line per validation: step and mean terms on the fixed set

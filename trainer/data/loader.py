@@ -199,10 +199,13 @@ class StreamDataset(IterableDataset):
 
 class Loader:
     """Iterable over batches; ``stats`` holds the counts summed over workers. Each iteration is
-    one epoch (endless when resampled) and re-seeds the stream with the next epoch number."""
+    one epoch (endless when resampled) and re-seeds the stream with the next epoch number.
+    ``pin_memory``: batches come in page-locked memory, so that a ``non_blocking`` copy to a
+    GPU is asynchronous (from pageable memory it waits for the copy)."""
 
-    def __init__(self, cfg: DataConfig, dataset: StreamDataset) -> None:
+    def __init__(self, cfg: DataConfig, dataset: StreamDataset, pin_memory: bool = False) -> None:
         self.cfg, self.dataset, self.stats = cfg, dataset, dataset.stats
+        self.pin_memory = pin_memory
         self.epoch = 0
 
     def __iter__(self) -> Iterator[Batch]:
@@ -211,26 +214,36 @@ class Loader:
 
     def iter_epoch(self, epoch: int) -> Iterator[Batch]:
         """The batches of epoch ``epoch`` (a stream seeded by it), whatever came before."""
+        return iter(self.data_loader(epoch))
+
+    def data_loader(self, epoch: int) -> DataLoader:
+        """The torch ``DataLoader`` of epoch ``epoch``."""
         self.dataset.epoch = epoch
-        loader = DataLoader(
+        return DataLoader(
             self.dataset,
             batch_size=None,
             num_workers=self.cfg.workers,
             persistent_workers=False,
             worker_init_fn=keep_freed_memory,
+            pin_memory=self.pin_memory,
         )
-        return iter(loader)
 
 
 def make_loader(
-    cfg: DataConfig, *, rank: int = 0, world_size: int = 1, geometry: Geometry | None = None
+    cfg: DataConfig,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    geometry: Geometry | None = None,
+    pin_memory: bool = False,
 ) -> Loader:
     """Batches from ``cfg.shards`` for ``rank`` of ``world_size`` (see the module docstring);
-    samples of another clip geometry than ``geometry`` (a run's) are skipped and counted."""
+    samples of another clip geometry than ``geometry`` (a run's) are skipped and counted; batches
+    page-locked with ``pin_memory`` (for a GPU)."""
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
     shard_list = shards.list_shards(cfg.shards, allow_pipe=cfg.allow_pipe)
     if not cfg.resampled:
         shards.check_enough_shards(len(shard_list), world_size, cfg.workers)
     dataset = StreamDataset(cfg, shard_list, rank, world_size, LoaderStats(), geometry)
-    return Loader(cfg, dataset)
+    return Loader(cfg, dataset, pin_memory=pin_memory)

@@ -49,14 +49,17 @@ def data_stream(
     batches: Iterable[Batch] | None = None,
     start: int = 0,
     geometry: Geometry | None = None,
+    pin_memory: bool = False,
 ) -> Iterator[Batch]:
     """This rank's micro-batches from number ``start`` on: ``batches`` as given when injected,
     else the shards of ``data`` (see the module docstring), samples of another clip geometry
-    than ``geometry`` (the run's) skipped."""
+    than ``geometry`` (the run's) skipped, page-locked with ``pin_memory``."""
     if batches is not None:
         yield from _skip(iter(batches), start)
         return
-    loader = make_loader(data, rank=rank, world_size=world_size, geometry=geometry)
+    loader = make_loader(
+        data, rank=rank, world_size=world_size, geometry=geometry, pin_memory=pin_memory
+    )
     if data.resampled:
         yield from _segments(data, loader, segment, start)
     else:
