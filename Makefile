@@ -60,7 +60,8 @@ demo-shards: install ## demo data -> train/validate shards -> inspect --verify -
 		--html $(DEMO_SHARDS)/train-page
 
 DEMO_RUNS ?= runs/demo
-DEMO_STEPS ?= 600
+# steps of each demo run: the tiny preset's own (900) unless set
+DEMO_STEPS ?=
 
 demo: demo-shards ## the main job end to end: shards, tiny C2 and C3 training, eval report
 	$(MAKE) --no-print-directory -j2 demo-c2 demo-c3
@@ -71,11 +72,11 @@ demo: demo-shards ## the main job end to end: shards, tiny C2 and C3 training, e
 # the two demo runs train side by side, one core each
 demo-c2:
 	$(BIN)/blendkit-train train --config tiny --shards $(DEMO_SHARDS)/train --run $(DEMO_RUNS)/c2 \
-		--model c2 --steps $(DEMO_STEPS) val_shards=$(DEMO_SHARDS)/validate progress=false
+		--model c2 $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) val_shards=$(DEMO_SHARDS)/validate progress=false
 
 demo-c3:
 	$(BIN)/blendkit-train train --config tiny --shards $(DEMO_SHARDS)/train \
-		--run $(DEMO_RUNS)/c3_internal --model c3_internal --steps $(DEMO_STEPS) \
+		--run $(DEMO_RUNS)/c3_internal --model c3_internal $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) \
 		data.require_audio=true val_shards=$(DEMO_SHARDS)/validate progress=false
 
 REPRO ?= runs/reproduce-tiny

@@ -39,6 +39,7 @@ from blendkit.format import Geometry
 from blendkit.format.members import A1, A2, ALPHA, MIX, V1, V2, Member, find_audio
 from blendkit.limits import DEFAULT_LIMITS, Limits
 from trainer.audio_features import MelParams
+from trainer.data.cache import DecodedCache
 from trainer.data.select import where
 from trainer.data.stats import LoaderStats, StreamError
 from trainer.data.tario import RawSample
@@ -187,13 +188,21 @@ def decode(
     geometry: Geometry | None = None,
     limits: Limits = DEFAULT_LIMITS,
     max_skipped_in_a_row: int | None = None,
+    cache: DecodedCache[Sample] | None = None,
 ) -> Iterator[Sample]:
     """Stage: decode each raw sample, skipping (and counting) the ones that fail. Samples of
     another clip geometry than ``geometry`` (by default the first decoded sample's) are
     skipped. ``max_skipped_in_a_row`` guards endless streams: after that many skips in a row,
-    raise instead of reading a shard set none of whose samples decode forever."""
+    raise instead of reading a shard set none of whose samples decode forever. A sample in
+    ``cache`` (``trainer.data.cache``) is taken from there; one decoded is put there."""
     skipped_in_a_row = 0
     for raw in samples:
+        cached = cache.get(where(raw)) if cache is not None else None
+        if cached is not None:
+            stats.add("samples_cached")
+            skipped_in_a_row = 0
+            yield cached
+            continue
         if max_skipped_in_a_row is not None and skipped_in_a_row >= max_skipped_in_a_row:
             raise StreamError(
                 f"the last {skipped_in_a_row} samples read were all skipped; see the warnings"
@@ -212,6 +221,8 @@ def decode(
             continue
         stats.add("samples_decoded")
         skipped_in_a_row = 0
+        if cache is not None:
+            cache.put(where(raw), sample)
         if geometry is None:  # the stream's first sample sets its geometry
             geometry = Geometry.from_dict(raw["__meta__"])
         yield sample

@@ -4,11 +4,13 @@ Each worker process of each rank runs this chain (after open_clip's ``legacy_dat
 webdataset's ``filters.py``)::
 
     shard list -> [resampled] -> split_by_node -> split_by_worker -> tarfile_to_samples
-      -> select (blend / audio, on the json) -> [shuffle] -> decode -> [remix] -> batched
+      -> select (blend / audio / occlusion thinning, on the json) -> [shuffle]
+      -> decode [from the cache] -> [augment] -> [remix] -> batched
 
 Randomness: the shard draw (resampled, or the shard order of a shuffled single pass) is seeded by
 ``(seed, epoch)`` alone, identically everywhere, and the node/worker splits take disjoint slices
-of it; the shuffle buffer and the remix are seeded by ``(seed, epoch, rank, worker)``. The epoch
+of it; the occlusion thinning, the shuffle buffer, the augmentation and the remix are seeded by
+``(seed, epoch, rank, worker)``. The epoch
 is the number of times the loader has been iterated, so each pass differs and reruns repeat.
 
 Order of a single pass without shuffle (validation): each worker reads its shards
@@ -32,13 +34,14 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from blendkit.format import Geometry
 from trainer.data import augment, batch, decoding, remix, select, shards, shuffle, tario
 from trainer.data.batch import Batch
+from trainer.data.cache import DecodedCache
 from trainer.data.stats import LoaderStats
 from trainer.data.stream_config import DataConfig
 
 Stage = Callable[[Iterable], Iterator]
 
 # Streams of randomness, kept apart so that adding one never shifts another.
-_SHARDS, _SHUFFLE, _REMIX, _AUGMENT = 0, 1, 2, 3
+_SHARDS, _SHUFFLE, _REMIX, _AUGMENT, _THIN = 0, 1, 2, 3, 4
 # Guards for endless streams (raise instead of spinning on a broken shard set or empty filter).
 _MIN_EMPTY_SHARDS_IN_A_ROW = 64
 _MAX_FILTERED_IN_A_ROW = 10_000
@@ -62,9 +65,11 @@ def stages(
     epoch: int,
     stats: LoaderStats,
     geometry: Geometry | None = None,
+    cache: DecodedCache | None = None,
 ) -> list[tuple[str, Stage]]:
     """The named stages one worker runs, in order; the first consumes ``shard_list``. Samples
-    of another clip geometry than ``geometry`` (by default the first's) are skipped."""
+    of another clip geometry than ``geometry`` (by default the first's) are skipped; decoded
+    samples are kept in ``cache`` when given (``trainer.data.cache``)."""
     shuffling = cfg.shuffle_buffer > 1
     shard_rng = seeded(cfg.seed, epoch, _SHARDS)
     if cfg.resampled:
@@ -96,6 +101,8 @@ def stages(
                 require_audio=cfg.require_audio,
                 stats=stats,
                 max_dropped_in_a_row=_MAX_FILTERED_IN_A_ROW if cfg.resampled else None,
+                occlusion_keep=cfg.occlusion_keep_at(epoch),
+                rng=seeded(cfg.seed, epoch, _THIN, rank, worker),
             ),
         ),
     ]
@@ -116,6 +123,7 @@ def stages(
                 geometry=geometry,
                 limits=cfg.limits,
                 max_skipped_in_a_row=_MAX_SKIPPED_IN_A_ROW if cfg.resampled else None,
+                cache=cache,
             ),
         )
     )
@@ -179,6 +187,8 @@ class StreamDataset(IterableDataset):
         self.cfg, self.shard_list, self.stats = cfg, shard_list, stats
         self.rank, self.world_size, self.geometry = rank, world_size, geometry
         self.epoch = 0
+        # decoded samples: this process's for the whole run, a worker's for one epoch
+        self.cache = DecodedCache(cfg.cache_decoded) if cfg.cache_decoded else None
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -193,6 +203,7 @@ class StreamDataset(IterableDataset):
             epoch=self.epoch,
             stats=self.stats,
             geometry=self.geometry,
+            cache=self.cache,
         )
         return run_stages(self.shard_list, chain)
 

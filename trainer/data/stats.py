@@ -16,7 +16,8 @@ logger = logging.getLogger("trainer.data")
 ERRORS = ("shard_error", "format_error", "missing_member", "decode_error", "remix_unpaired",
           "geometry_mismatch", "over_cap")  # fmt: skip
 #: Intended drops and progress: counted, not warned about.
-COUNTS = ("shards_opened", "samples_read", "samples_decoded", "filtered_blend", "filtered_no_audio")
+COUNTS = ("shards_opened", "samples_read", "samples_decoded", "samples_cached", "filtered_blend",
+          "filtered_no_audio", "thinned_occlusion")  # fmt: skip
 NAMES = COUNTS + ERRORS
 
 

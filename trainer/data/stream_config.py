@@ -24,6 +24,12 @@ class DataConfig:
     audio (C3 is conditioned on V1's audio).
     ``limits`` caps what one sample may state and decode to (``blendkit.limits``; each sample is
     held to its own json's sizes within them, ``trainer.data.decoding``).
+    ``occlusion_keep`` thins out occlusion blends: in loader epoch ``i`` (for a resampled stream
+    one checkpoint interval, ``trainer.data.stream``) each is kept with probability
+    ``occlusion_keep[i]``, the last value holding from then on; ``(1.0,)`` keeps every one. Ours,
+    not the paper's: the tiny config ends its run leaning towards transparent blends.
+    ``cache_decoded`` keeps up to that many decoded samples in memory (``trainer.data.cache``),
+    for shard sets small enough to be read many times (the demo's).
     ``allow_pipe`` lets ``shards`` (and ``val_shards``) be or list ``pipe:`` commands, which run
     in a shell (``blendkit.format.layout``); off, they are refused.
     The log-mel parameters follow the paper's "log spectrogram treated as an image" (Sec. 3.2);
@@ -51,13 +57,20 @@ class DataConfig:
     # keep every k-th frame of each clip (it still spans its audio's time); only the kept frames
     # are converted to RGB and float. 1 for the paper; the tiny config subsamples.
     frame_stride: int = 1
+    occlusion_keep: tuple[float, ...] = (1.0,)
+    cache_decoded: int = 0
     allow_pipe: bool = False  # run pipe: shard commands (the CLI's --allow-pipe)
     limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         one_of(self, "blend", BLEND_CHOICES)
         positive(self, "batch_size", "n_mels", "n_fft", "hop_length", "frame_stride")
-        at_least(self, 0, "workers", "seed")
+        at_least(self, 0, "workers", "seed", "cache_decoded")
+        require(
+            len(self.occlusion_keep) > 0 and all(0.0 <= p <= 1.0 for p in self.occlusion_keep),
+            "occlusion_keep",
+            f"must be one or more probabilities in [0, 1], got {list(self.occlusion_keep)}",
+        )
         require(
             not self.remix or self.remix_pool >= 2,
             "remix_pool",
@@ -66,7 +79,18 @@ class DataConfig:
 
     def fixed_pass(self, shards: str) -> DataConfig:
         """This stream made a fixed pass over ``shards`` (validation): every sample once, in
-        order, as stored: no resampling, shuffle, remix or augmentation."""
+        order, as stored: no resampling, shuffle, thinning, remix, augmentation or cache."""
         return replace(
-            self, shards=str(shards), resampled=False, shuffle_buffer=0, remix=False, augment=False
+            self,
+            shards=str(shards),
+            resampled=False,
+            shuffle_buffer=0,
+            occlusion_keep=(1.0,),
+            cache_decoded=0,
+            remix=False,
+            augment=False,
         )
+
+    def occlusion_keep_at(self, epoch: int) -> float:
+        """The chance an occlusion blend is kept in loader epoch ``epoch``."""
+        return self.occlusion_keep[min(epoch, len(self.occlusion_keep) - 1)]
