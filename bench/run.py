@@ -1,5 +1,5 @@
 """``make bench``: measure make-shards, the identity baseline of its shards, the loader, the
-superpixels and a training step, and write BENCHMARKS.md.
+superpixels, a training step and the pairwise loss, and write BENCHMARKS.md.
 
 Kinetics cannot be downloaded on the build machine, so the sources are a documented proxy for real
 360p-720p H.264 video (``bench.media``): pans over scikit-image's natural photographs with a moving
@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bench import baseline, engines, gpu_report, loader, media, superpixels, train
+from bench import baseline, engines, gpu_report, loader, loss, media, superpixels, train
 from blendkit import codec
 from blendkit.kinetics import index_source
 from blendkit.pipeline import make_shards, probe_item
@@ -44,6 +44,7 @@ class Sizes:
     superpixel_clips: int = 3
     superpixel_shape: tuple[int, int] = (64, 128)  # frames, size
     train_repeats: int = 5
+    loss_repeats: int = 5
     config: tuple[tuple[str, object], ...] = ()  # ShardConfig overrides (quick: smaller clips)
 
 
@@ -52,7 +53,7 @@ class Sizes:
 FULL = Sizes()
 QUICK = Sizes(samples=4, repeats=1, source_seconds=3.0, loader_batches=1, loader_repeats=1,
               tune_samples=4, fidelity_clips=2, superpixel_clips=1, superpixel_shape=(16, 64),
-              train_repeats=1, config=(("frames", 16), ("crop", 64)))  # fmt: skip
+              train_repeats=1, loss_repeats=1, config=(("frames", 16), ("crop", 64)))  # fmt: skip
 
 
 def _machine() -> str:
@@ -288,6 +289,7 @@ def run(out_md: Path, sizes: Sizes = FULL) -> str:
         lines += _engine_section(subsets["all"], sizes)
     lines += _superpixel_section(sizes)
     lines += _train_section(sizes)
+    lines += loss.section(sizes.loss_repeats)
     text = "\n".join(lines) + "\n"
     old = out_md.read_text() if out_md.is_file() else ""
     gpu = gpu_report.section_of(old)  # written by `make bench-gpu` on a GPU host: kept
