@@ -48,16 +48,16 @@ VARIANTS: dict[str, Variant] = {
 MODEL_NAMES: tuple[str, ...] = tuple(VARIANTS)
 DEFAULT_MODEL = "c2"  # the paper's main network, and the presets'
 
-# Minutes of one ``tiny`` run (600 steps, one torch thread) with a second run beside it on the
-# 2-core build machine, from BENCHMARKS.md's step times and the last ``make demo``: estimates
-# that order ``make reproduce-tiny``'s schedule (longest first) and its printed plan, no more.
+# Minutes of one ``tiny`` run (900 steps, one torch thread) with a second run beside it on the
+# 2-core build machine, as the last full ``make reproduce-tiny`` measured them (2026-11-30): they
+# order its schedule (longest first) and its printed plan, no more.
 TINY_RUN_MINUTES: dict[str, float] = {
-    "centrifuge": 2.5,
-    "centrifuge_pc": 4.5,
-    "c2_nomask": 2.5,
-    "c2": 4.5,
-    "c3_det": 5.5,
-    "c3_internal": 8.5,
+    "centrifuge": 3.2,
+    "centrifuge_pc": 6.0,
+    "c2_nomask": 4.2,
+    "c2": 5.3,
+    "c3_det": 7.5,
+    "c3_internal": 10.3,
 }
 
 
