@@ -114,7 +114,7 @@ GPU_PY ?= $(shell test -x $(BIN)/python && echo $(BIN)/python || echo python3)
 device-wheels: install ## download the wheels a GPU host lacks (PyAV, webdataset, deflate...) into .whl/
 	$(BIN)/python -m bench.wheels --dest $(WHEELS)
 
-bench-gpu: ## on a GPU host: paper-size steps, bf16 check, loader (<10 min) -> BENCHMARKS.md, GPU_OUT
+bench-gpu: ## on a GPU host: paper-size steps, bf16 check, loader, paper preset end to end (<10 min) -> BENCHMARKS.md, GPU_OUT
 	@if ls $(WHEELS)/*.whl >/dev/null 2>&1; then \
 		$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 			--target /tmp/site $(WHEELS)/*.whl; fi

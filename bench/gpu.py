@@ -19,6 +19,9 @@ time or fails is recorded so, with whatever it measured before, and the next one
   autocasts on CUDA only.)
 * ``loader``: demo data (``blendkit.demo``) -> small shards of paper clips (make-shards) -> the
   training loader with 16 worker processes, batches pinned as the trainer pins them on a GPU.
+* ``e2e``: the paper preset through the command lines a user runs (``bench.gpu_e2e``): paper-size
+  shards of both kinds, ``blendkit-train train --config paper`` for a few steps, a resume onto the
+  GPU, ``blendkit-eval eval``.
 * ``compile``: the ``channels_last_3d`` step under ``torch.compile`` (inductor), per model; last,
   because compiling may take minutes.
 
@@ -62,6 +65,7 @@ from pathlib import Path
 
 import torch
 
+from bench.gpu_e2e import E2ESizes, part_e2e
 from bench.gpu_report import markdown, replace_section
 from blendkit.format import Geometry
 from trainer import cost, devices, run_cost, step, train_state
@@ -78,8 +82,8 @@ MODELS = (DEFAULT_MODEL, next(n for n in MODEL_NAMES if variant(n).control == IN
 BF16_TOLERANCE = {"loss": 0.01, "grad_norm": 0.05}
 # (part, time limit in seconds: per model for PER_MODEL), in the order they run; no part runs
 # past the budget
-PARTS = (("env", 60), ("steps", 150), ("bf16", 60), ("loader", 90), ("compile", 200))
-GPU_PARTS = ("steps", "bf16", "compile")
+PARTS = (("env", 60), ("steps", 150), ("bf16", 60), ("loader", 90), ("e2e", 180), ("compile", 200))
+GPU_PARTS = ("steps", "bf16", "e2e", "compile")
 PER_MODEL = ("steps", "compile")  # run once per model, each under the part's limit
 RESERVE_S = 15  # kept for writing the results
 MIN_PART_S = 20  # a part with less time left is skipped
@@ -122,6 +126,7 @@ class Sizes:
     loader_workers: int = 16
     loader_batch: int = 16
     loader_batches: int = 24
+    e2e: E2ESizes = E2ESizes()
 
 
 FULL = Sizes()
@@ -129,7 +134,10 @@ DRY = Sizes(width=0.0625, geometry=Geometry(8, 25.0, 32, 32, 16000), batch=4, wa
             timed_steps=1, timed_seconds=5.0, check_batch=2, device_memory_gb=0.5,
             compile_backend="aot_eager", demo_per_class=1, demo_seconds=2.0, shard_samples=4,
             shard_config=(("frames", 16), ("crop", 64), ("blend", "transparent")),
-            loader_workers=2, loader_batch=2, loader_batches=2)  # fmt: skip
+            loader_workers=2, loader_batch=2, loader_batches=2,
+            e2e=E2ESizes(samples=4, batch=2, steps=1, resume_steps=2, workers=1,
+                         overrides=("model.width=0.0625", "cpu_threads=1"),
+                         shard_config=(("frames", 16), ("crop", 64))))  # fmt: skip
 
 
 def _device() -> torch.device:
@@ -345,6 +353,8 @@ def run_part(
         return part_bf16(sizes)
     if part == "loader":
         return part_loader(sizes)
+    if part == "e2e":
+        return part_e2e(sizes.e2e, sizes.demo_per_class, sizes.demo_seconds)
     raise ValueError(f"unknown part {part!r}; expected one of {[p for p, _ in PARTS]}")
 
 

@@ -111,14 +111,41 @@ def markdown(records: list[dict], command: str, dry_run: bool, sizes_line: str) 
         lines += [_bf16_line(by_part["bf16"]), ""]
     if "loader" in by_part:
         lines += [_loader_line(by_part["loader"]), ""]
+    e2e = [r for r in records if r["part"] == "e2e" and r.get("status") == "ok"]
+    if e2e:
+        lines += [*_e2e_lines(e2e), ""]
     missing = [_not_measured(r) for r in records if r.get("status") not in ("ok", None)]
     if missing:
         lines += [f"Not measured: {'; '.join(missing)}.", ""]
     return "\n".join(lines + [SECTION_END]) + "\n"
 
 
+def _e2e_lines(records: list[dict]) -> list[str]:
+    """What each command of the ``e2e`` part did (``bench.gpu_e2e``)."""
+    lines = ["The paper preset through the command lines (demo videos, paper-size shards of both "
+             "kinds; `bench/gpu_e2e.py`):", ""]  # fmt: skip
+    for r in records:
+        what, secs = r["command"], f"{r['seconds']:.0f} s"
+        if what == "make-shards":
+            lines.append(f"- make-shards: {r['samples']} samples in {secs}")
+        elif what in ("train", "resume"):
+            peak = _num(r.get("cuda_peak_gib"), ".1f")
+            lines.append(
+                f"- {what} (`--config paper`, exit {r['returncode']}): steps {r['start_step']} -> "
+                f"{r['steps']} in {secs}, last loss {r['final_loss']:.4f} (identity of its batch "
+                f"{_num(r.get('identity'), '.4f')}; {r['loss_unit']}), pixels {r['pixel_range']}, "
+                f"{_num(r.get('samples_per_s'), '.1f')} samples/s, CUDA peak {peak} GiB"
+            )
+        else:
+            kinds = ", ".join(
+                f"{k} {r['loss'][k]:.4f} (identity {r['identity_loss'][k]:.4f})" for k in r["loss"]
+            )
+            lines.append(f"- eval (exit {r['returncode']}, {secs}): {kinds}; {r['loss_unit']}")
+    return lines
+
+
 def _not_measured(r: dict) -> str:
-    what = " ".join([r["part"], *(r[k] for k in ("model", "variant") if k in r)])
+    what = " ".join([r["part"], *(r[k] for k in ("model", "variant", "command") if k in r)])
     why = r.get("reason") or r.get("error") or ""
     if "limit_s" in r:
         why = f"after {r['limit_s']:.0f} s"

@@ -30,7 +30,7 @@ def test_dry_run_measures_every_part_and_rewrites_only_its_section(tmp_path, mon
 
     records = [json.loads(x) for x in (out / "bench-gpu.jsonl").read_text().splitlines()]
     run, *rest = records
-    assert run["dry_run"] and run["parts"] == ["env", "steps", "bf16", "loader", "compile"]
+    assert run["dry_run"] and run["parts"] == ["env", "steps", "bf16", "loader", "e2e", "compile"]
     assert [r["status"] for r in rest] == ["ok"] * len(rest), rest
     steps = [(r["model"], r["variant"]) for r in rest if r["part"] in ("steps", "compile")]
     assert steps == [(m, v.name) for m in gpu.MODELS for v in gpu.STEP_VARIANTS] + [
@@ -47,6 +47,17 @@ def test_dry_run_measures_every_part_and_rewrites_only_its_section(tmp_path, mon
     (loader,) = [r for r in rest if r["part"] == "loader"]
     assert loader["workers"] == 2 and loader["samples_per_s"] > 0 and loader["shard_samples"] == 4
 
+    e2e = {r["command"]: r for r in rest if r["part"] == "e2e"}
+    assert list(e2e) == ["make-shards", "train", "resume", "eval"]
+    assert e2e["make-shards"]["samples"] == 4
+    assert (e2e["train"]["start_step"], e2e["train"]["steps"]) == (0, 1)
+    assert (e2e["resume"]["start_step"], e2e["resume"]["steps"]) == (1, 2)
+    for r in (e2e["train"], e2e["resume"]):
+        assert r["returncode"] == 0 and r["pixel_range"] == "[-1,1]"  # the paper's pixels
+        assert r["loss_unit"].startswith("paper") and r["final_loss"] > 0
+    assert e2e["eval"]["returncode"] == 0 and e2e["eval"]["samples"]["both"] == 4
+    assert set(e2e["eval"]["loss"]) >= {"transparent", "occlusion"}  # both kinds were made
+
     text = markdown.read_text()
     assert text.startswith(OLD) and text.endswith("\n## After\n") and "old GPU" not in text
     section = gpu_report.section_of(text)
@@ -54,6 +65,7 @@ def test_dry_run_measures_every_part_and_rewrites_only_its_section(tmp_path, mon
     rows = [line for line in section.splitlines() if line.startswith("| ") and "x" in line]
     assert len(rows) == 1 + len(steps)  # the header and one row per measured step
     assert "bf16 autocast against float32" in section and "Loader: 2 worker" in section
+    assert "- resume (`--config paper`, exit 0): steps 1 -> 2" in section
     assert (out / "BENCHMARKS.md").read_text() == text
 
 
