@@ -22,6 +22,8 @@ time or fails is recorded so, with whatever it measured before, and the next one
 * ``e2e``: the paper preset through the command lines a user runs (``bench.gpu_e2e``): paper-size
   shards of both kinds, ``blendkit-train train --config paper`` for a few steps, a resume onto the
   GPU, ``blendkit-eval eval``.
+* ``profile``: C2's ``channels_last_3d`` step on one micro-batch under ``torch.profiler``: the
+  operators that take the device's time (the first GPU run measured 4.4% MFU).
 * ``compile``: the ``channels_last_3d`` step under ``torch.compile`` (inductor), per model; last,
   because compiling may take minutes.
 
@@ -82,8 +84,11 @@ MODELS = (DEFAULT_MODEL, next(n for n in MODEL_NAMES if variant(n).control == IN
 BF16_TOLERANCE = {"loss": 0.01, "grad_norm": 0.05}
 # (part, time limit in seconds: per model for PER_MODEL), in the order they run; no part runs
 # past the budget
-PARTS = (("env", 60), ("steps", 150), ("bf16", 60), ("loader", 90), ("e2e", 180), ("compile", 200))
-GPU_PARTS = ("steps", "bf16", "e2e", "compile")
+PARTS = (
+    ("env", 60), ("steps", 150), ("bf16", 100), ("loader", 90), ("e2e", 180), ("profile", 150),
+    ("compile", 200),
+)  # fmt: skip
+GPU_PARTS = ("steps", "bf16", "e2e", "compile", "profile")
 PER_MODEL = ("steps", "compile")  # run once per model, each under the part's limit
 RESERVE_S = 15  # kept for writing the results
 MIN_PART_S = 20  # a part with less time left is skipped
@@ -127,6 +132,8 @@ class Sizes:
     loader_batch: int = 16
     loader_batches: int = 24
     e2e: E2ESizes = E2ESizes()
+    profile_batch: int = 16  # one micro-batch, no accumulation
+    profile_top: int = 15  # operators listed
 
 
 FULL = Sizes()
@@ -134,7 +141,7 @@ DRY = Sizes(width=0.0625, geometry=Geometry(8, 25.0, 32, 32, 16000), batch=4, wa
             timed_steps=1, timed_seconds=5.0, check_batch=2, device_memory_gb=0.5,
             compile_backend="aot_eager", demo_per_class=1, demo_seconds=2.0, shard_samples=4,
             shard_config=(("frames", 16), ("crop", 64), ("blend", "transparent")),
-            loader_workers=2, loader_batch=2, loader_batches=2,
+            loader_workers=2, loader_batch=2, loader_batches=2, profile_batch=2,
             e2e=E2ESizes(samples=4, batch=2, steps=1, resume_steps=2, workers=1,
                          overrides=("model.width=0.0625", "cpu_threads=1"),
                          shard_config=(("frames", 16), ("crop", 64))))  # fmt: skip
@@ -298,6 +305,39 @@ def part_bf16(sizes: Sizes) -> Iterator[dict]:
     }  # fmt: skip
 
 
+def part_profile(sizes: Sizes) -> Iterator[dict]:
+    """Where a step's time goes: C2's channels_last_3d step of one micro-batch under
+    ``torch.profiler``, after ``sizes.warmup`` steps; the operators of most device time (CPU time
+    without CUDA)."""
+    device = _device()
+    cuda = device.type == "cuda"
+    small = dataclasses.replace(sizes, batch=sizes.profile_batch)
+    cfg = _config(DEFAULT_MODEL, CHANNELS_LAST, small, device)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, grad_accum=1))
+    step.configure_backends(cfg, cuda)
+    state = train_state.build(cfg, device, cfg.channels_last)
+    stepper = step.make_stepper(cfg, state, Dist(0, 1, 0, device))
+    batch = _synthetic(cfg, small, device, sizes.profile_batch)
+    for _ in range(sizes.warmup):
+        float(stepper.step(lambda: batch, 1)[2]["loss"])
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    activities += [torch.profiler.ProfilerActivity.CUDA] if cuda else []
+    start = time.perf_counter()
+    with torch.profiler.profile(activities=activities) as prof:
+        float(stepper.step(lambda: batch, 1)[2]["loss"])
+    step_s = time.perf_counter() - start
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
+    total = sum(getattr(e, attr) for e in events)
+    top = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[: sizes.profile_top]
+    yield {
+        "part": "profile", "model": DEFAULT_MODEL, "batch": sizes.profile_batch,
+        "clock": "device" if cuda else "cpu", "step_s": step_s, "self_total_ms": total / 1e3,
+        "top": [{"op": e.key[:120], "self_ms": getattr(e, attr) / 1e3, "calls": e.count}
+                for e in top],
+    }  # fmt: skip
+
+
 @contextlib.contextmanager
 def _tf32(enabled: bool) -> Iterator[None]:
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
@@ -355,6 +395,8 @@ def run_part(
         return part_loader(sizes)
     if part == "e2e":
         return part_e2e(sizes.e2e, sizes.demo_per_class, sizes.demo_seconds)
+    if part == "profile":
+        return part_profile(sizes)
     raise ValueError(f"unknown part {part!r}; expected one of {[p for p, _ in PARTS]}")
 
 

@@ -114,6 +114,8 @@ def markdown(records: list[dict], command: str, dry_run: bool, sizes_line: str) 
     e2e = [r for r in records if r["part"] == "e2e" and r.get("status") == "ok"]
     if e2e:
         lines += [*_e2e_lines(e2e), ""]
+    if "profile" in by_part:
+        lines += [*_profile_lines(by_part["profile"]), ""]
     missing = [_not_measured(r) for r in records if r.get("status") not in ("ok", None)]
     if missing:
         lines += [f"Not measured: {'; '.join(missing)}.", ""]
@@ -141,6 +143,23 @@ def _e2e_lines(records: list[dict]) -> list[str]:
                 f"{k} {r['loss'][k]:.4f} (identity {r['identity_loss'][k]:.4f})" for k in r["loss"]
             )
             lines.append(f"- eval (exit {r['returncode']}, {secs}): {kinds}; {r['loss_unit']}")
+    return lines
+
+
+def _profile_lines(r: dict) -> list[str]:
+    """The operators that took most of one profiled step (``bench.gpu.part_profile``)."""
+    lines = [
+        f"Profile of one {r['model']} step, channels_last_3d, batch {r['batch']} "
+        f"({r['step_s']:.2f} s under the profiler; {r['self_total_ms']:.0f} ms of {r['clock']} "
+        "time in all operators), the operators of most self time:",
+        "",
+        "| operator | self ms | share | calls |",
+        "|---|---|---|---|",
+    ]
+    for op in r["top"]:
+        share = op["self_ms"] / r["self_total_ms"] if r["self_total_ms"] else 0.0
+        name = op["op"].replace("|", "/")
+        lines.append(f"| `{name}` | {op['self_ms']:.1f} | {share:.1%} | {op['calls']} |")
     return lines
 
 

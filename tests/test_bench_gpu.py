@@ -30,7 +30,8 @@ def test_dry_run_measures_every_part_and_rewrites_only_its_section(tmp_path, mon
 
     records = [json.loads(x) for x in (out / "bench-gpu.jsonl").read_text().splitlines()]
     run, *rest = records
-    assert run["dry_run"] and run["parts"] == ["env", "steps", "bf16", "loader", "e2e", "compile"]
+    assert run["dry_run"] and run["parts"] == [p for p, _ in gpu.PARTS]
+    assert run["parts"] == ["env", "steps", "bf16", "loader", "e2e", "profile", "compile"]
     assert [r["status"] for r in rest] == ["ok"] * len(rest), rest
     steps = [(r["model"], r["variant"]) for r in rest if r["part"] in ("steps", "compile")]
     assert steps == [(m, v.name) for m in gpu.MODELS for v in gpu.STEP_VARIANTS] + [
@@ -47,6 +48,11 @@ def test_dry_run_measures_every_part_and_rewrites_only_its_section(tmp_path, mon
     (loader,) = [r for r in rest if r["part"] == "loader"]
     assert loader["workers"] == 2 and loader["samples_per_s"] > 0 and loader["shard_samples"] == 4
 
+    (profile,) = [r for r in rest if r["part"] == "profile"]
+    assert profile["batch"] == 2 and profile["clock"] == "cpu" and len(profile["top"]) == 15
+    shares = [op["self_ms"] for op in profile["top"]]
+    assert shares == sorted(shares, reverse=True) and sum(shares) <= profile["self_total_ms"]
+    assert any("convolution" in op["op"] for op in profile["top"])
     e2e = {r["command"]: r for r in rest if r["part"] == "e2e"}
     assert list(e2e) == ["make-shards", "train", "resume", "eval"]
     assert e2e["make-shards"]["samples"] == 4
@@ -62,10 +68,11 @@ def test_dry_run_measures_every_part_and_rewrites_only_its_section(tmp_path, mon
     assert text.startswith(OLD) and text.endswith("\n## After\n") and "old GPU" not in text
     section = gpu_report.section_of(text)
     assert section is not None and "A dry run" in section
-    rows = [line for line in section.splitlines() if line.startswith("| ") and "x" in line]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and " x " in line]
     assert len(rows) == 1 + len(steps)  # the header and one row per measured step
     assert "bf16 autocast against float32" in section and "Loader: 2 worker" in section
     assert "- resume (`--config paper`, exit 0): steps 1 -> 2" in section
+    assert "Profile of one c2 step, channels_last_3d, batch 2" in section
     assert (out / "BENCHMARKS.md").read_text() == text
 
 
