@@ -16,6 +16,7 @@ from trainer.models import (
     to_channels_last,
 )
 from trainer.models.audio import audio_to_video_grid
+from trainer.models.composition import compose, weighted_sum
 from trainer.models.i3d import I3DEncoder
 from trainer.models.masking import ChannelGate
 from trainer.models.registry import MODEL_NAMES
@@ -77,6 +78,20 @@ def test_c2_outputs_are_composition_of_layers(beta_mode: str) -> None:
     assert out.beta.shape == ((B, N, M) if beta_mode == "scalar" else (B, N, M, T, H, W))
     assert_close(out.outputs, expected, rtol=1e-6, atol=1e-6)
     assert_close(out.beta.sum(dim=2), torch.ones_like(out.beta.sum(dim=2)))
+
+
+@pytest.mark.parametrize("beta_shape", [(B, N, M), (B, N, M, T, H, W)])
+def test_the_cuda_composition_is_the_einsum_values_and_gradients(beta_shape) -> None:
+    gen = torch.Generator().manual_seed(0)
+    layers = torch.rand(B, M, 3, T, H, W, generator=gen, requires_grad=True)
+    beta = torch.rand(beta_shape, generator=gen, requires_grad=True)
+    einsum, summed = compose(layers, beta), weighted_sum(layers, beta)  # the CPU's, CUDA's
+    assert summed.shape == (B, N, 3, T, H, W)
+    assert_close(summed, einsum, rtol=1e-6, atol=1e-6)
+    grad = torch.rand(summed.shape, generator=gen)
+    for a, b in zip(torch.autograd.grad(einsum, (layers, beta), grad),
+                    torch.autograd.grad(summed, (layers, beta), grad), strict=True):  # fmt: skip
+        assert_close(b, a, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("mask_widths", [(16, 16, 8, 8, 8), (16, 16, 8)])

@@ -53,6 +53,7 @@ from trainer.models import ModelConfig
 from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES, check_outputs
 
 AUTO = "auto"  # optim.grad_accum chosen by the trainer
+CONTROL_LR_SCALE = 0.01  # OptimConfig.control_lr_scale: the paper's SGD; tiny's Adam keeps 1
 DERIVED_KEYS: dict[str, str] = {  # keys that may not be set directly, and what to set instead
     "data.batch_size": "is derived from optim.batch; set optim.batch instead",
     "preset": 'is set by --config (a preset name, or a JSON file\'s "preset" key)',
@@ -99,9 +100,16 @@ class OptimConfig:
     # "auto": the micro-batch that fits the device's memory (trainer.run_cost.resolve_grad_accum)
     grad_accum: int | Literal["auto"] = 1
     grad_clip: float = 0.0  # max global grad norm; 0 disables
+    # the control regressor's learning rate over ``lr`` (C3 internal; ``trainer.optim``). Not in
+    # the paper. At its SGD lr of 0.5 the regressor's loss L_reg diverged: 6 -> 706 in 15 steps
+    # at width 1/16 on the CPU, 4.6e4 -> 4.2e8 in 13 steps at paper size on an H200
+    # (``make bench-gpu``), while C2 on the same batches did not. On fresh random batches at width
+    # 1/16 (40 steps), L_reg kept jumping between 2 and 8 at 1, settled noisily at 0.1 and fell
+    # steadily from 4.2 to 0.3 at 0.01 and 0.001: 0.01 for SGD, not yet tried at paper size.
+    control_lr_scale: float = CONTROL_LR_SCALE
 
     def __post_init__(self) -> None:
-        positive(self, "lr", "steps", "batch")
+        positive(self, "lr", "steps", "batch", "control_lr_scale")
         if self.grad_accum != AUTO:
             positive(self, "grad_accum")
             require(
@@ -250,7 +258,9 @@ def tiny() -> TrainConfig:
             mask_levels=("Conv3d_2c", "Mixed_3c", "Mixed_4f"),
             pixel_range=pixels.UNIT,
         ),
-        optim=OptimConfig(name="adam", lr=5e-4, milestones=[600], steps=900, batch=8),
+        optim=OptimConfig(
+            name="adam", lr=5e-4, milestones=[600], steps=900, batch=8, control_lr_scale=1.0
+        ),
         val_batches=3,
         run_dir="runs/tiny",
         pixel_pool=4,

@@ -11,11 +11,27 @@ import torch
 from torch import nn
 
 from trainer.config import OptimConfig
+from trainer.models.network import DecompositionNet
+
+
+def param_groups(cfg: OptimConfig, model: nn.Module) -> list[dict]:
+    """The trainable parameters: one group, or two when ``cfg.control_lr_scale`` is not 1 and the
+    model has a control regressor (its parameters, ``DecompositionNet.control_parameters``, at
+    ``lr * control_lr_scale``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    nets = [m for m in model.modules() if isinstance(m, DecompositionNet)]
+    control = {id(p) for net in nets for p in net.control_parameters() if p.requires_grad}
+    if cfg.control_lr_scale == 1.0 or not control:
+        return [{"params": params}]
+    return [
+        {"params": [p for p in params if id(p) not in control]},
+        {"params": [p for p in params if id(p) in control], "lr": cfg.lr * cfg.control_lr_scale},
+    ]
 
 
 def make_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
     """SGD with momentum (the paper) or Adam (small runs, see ``trainer.config.tiny``)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = param_groups(cfg, model)
     if cfg.name == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay

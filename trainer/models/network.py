@@ -83,6 +83,12 @@ class DecompositionNet(nn.Module):
         self.n_mels = n_mels
         self.pixel_range = pixels.check(pixel_range)
 
+    def control_parameters(self) -> list[nn.Parameter]:
+        """The parameters that learn from L_reg alone: the control regressor and its own audio
+        net (none without internal control). ``trainer.optim`` gives them their learning rate."""
+        parts = (self.control, self.control_audio_net)
+        return [p for part in parts if part is not None for p in part.parameters()]
+
     def forward(self, video: Tensor, audio: Tensor | None = None) -> ModelOutput:
         self._check_inputs(video, audio)
         encoded = pixels.convert(video, self.pixel_range, pixels.I3D_INPUT)

@@ -1,0 +1,55 @@
+"""trainer.optim: the control regressor's own learning rate, and what it is for (paper SGD)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from bench import gpu
+from trainer import step, train_state
+from trainer.config import CONTROL_LR_SCALE, paper, tiny
+from trainer.distributed import Dist
+from trainer.models import build_model
+from trainer.optim import make_optimizer
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+SIZES = dataclasses.replace(gpu.DRY, batch=4)  # width 1/16, 8x32x32 clips
+
+
+def _model(cfg, name):
+    return build_model(name, dataclasses.replace(cfg.model, width=0.0625))
+
+
+def test_the_regressor_and_its_audio_net_get_their_own_learning_rate():
+    cfg = paper()
+    model = _model(cfg, "c3_internal")
+    rest, control = make_optimizer(cfg.optim, model).param_groups
+    expected = [*model.control.parameters(), *model.control_audio_net.parameters()]
+    assert {id(p) for p in control["params"]} == {id(p) for p in expected}
+    assert control["lr"] == cfg.optim.lr * CONTROL_LR_SCALE == 0.005 and rest["lr"] == 0.5
+    assert len(rest["params"]) + len(expected) == len(list(model.parameters()))
+
+
+def test_one_group_without_a_regressor_or_at_scale_one():
+    assert len(make_optimizer(paper().optim, _model(paper(), "c2")).param_groups) == 1
+    cfg = tiny()  # Adam at 5e-4: the regressor learns at the same rate (where tiny was tuned)
+    assert len(make_optimizer(cfg.optim, _model(cfg, "c3_internal")).param_groups) == 1
+
+
+def _reg_losses(scale: float, steps: int = 15) -> list[float]:
+    """L_reg of paper C3 internal (SGD at 0.5) at width 1/16, the same synthetic batch each step."""
+    cfg = gpu.bench_config("c3_internal", gpu.CHANNELS_LAST, SIZES, CPU)
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, control_lr_scale=scale))
+    torch.manual_seed(0)
+    state = train_state.build(cfg, CPU, False)
+    stepper = step.make_stepper(cfg, state, Dist(0, 1, 0, CPU))
+    batch = gpu._synthetic(cfg, SIZES, CPU, SIZES.batch)
+    return [float(stepper.step(lambda: batch, 1)[2]["reg"]) for _ in range(steps)]
+
+
+def test_at_the_papers_learning_rate_the_regressor_converges_only_when_slowed():
+    slowed, full = _reg_losses(CONTROL_LR_SCALE), _reg_losses(1.0)
+    assert slowed[-1] < slowed[0] / 4  # 6.09 -> 0.38
+    assert full[-1] > 10 * full[0]  # 6.09 -> 706: the divergence first seen on an H200
