@@ -307,8 +307,8 @@ def part_bf16(sizes: Sizes) -> Iterator[dict]:
 
 def part_profile(sizes: Sizes) -> Iterator[dict]:
     """Where a step's time goes: C2's channels_last_3d step of one micro-batch under
-    ``torch.profiler``, after ``sizes.warmup`` steps; the operators of most device time (CPU time
-    without CUDA)."""
+    ``torch.profiler``, after ``sizes.warmup`` steps; the operators and kernels of most device time
+    (CPU time without CUDA), each with its share of the kernels' total."""
     device = _device()
     cuda = device.type == "cuda"
     small = dataclasses.replace(sizes, batch=sizes.profile_batch)
@@ -328,7 +328,10 @@ def part_profile(sizes: Sizes) -> Iterator[dict]:
     step_s = time.perf_counter() - start
     attr = "self_device_time_total" if cuda else "self_cpu_time_total"
     events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
-    total = sum(getattr(e, attr) for e in events)
+    # on CUDA an operator's self device time is its kernels', which are listed too: the total
+    # counts the kernels alone
+    counted = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA] or events
+    total = sum(getattr(e, attr) for e in (counted if cuda else events))
     top = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[: sizes.profile_top]
     yield {
         "part": "profile", "model": DEFAULT_MODEL, "batch": sizes.profile_batch,

@@ -151,7 +151,8 @@ def _profile_lines(r: dict) -> list[str]:
     lines = [
         f"Profile of one {r['model']} step, channels_last_3d, batch {r['batch']} "
         f"({r['step_s']:.2f} s under the profiler; {r['self_total_ms']:.0f} ms of {r['clock']} "
-        "time in all operators), the operators of most self time:",
+        "time in all kernels), the operators and kernels of most self time (on a GPU an "
+        "operator's time is that of its kernels, listed too):",
         "",
         "| operator | self ms | share | calls |",
         "|---|---|---|---|",
