@@ -44,8 +44,9 @@ def weighted_sum(layers: Tensor, beta: Tensor) -> Tensor:
     There the per-pixel einsum becomes one (n x m) by (m x 3) bf16 matrix product per pixel, B x T
     x H x W of them (16.8M at a micro-batch of 16 at paper size), which cuBLAS hands to a batched
     fallback kernel in launches of 65535: 200 of the ~450 ms of kernel time of a paper C2 step
-    on an H200 (``make bench-gpu``'s profile, BENCHMARKS.md). This reads each layer once per output and saves only views of
-    its inputs for the backward pass. On the CPU the einsum is about twice as fast at tiny sizes.
+    on an H200 (``make bench-gpu``'s profile, BENCHMARKS.md). This reads each layer once per
+    output and saves only views of its inputs for the backward pass. On the CPU the einsum is
+    about twice as fast at tiny sizes.
     """
     if beta.dim() == 3:
         beta = beta[..., None, None, None]  # (B, n, m, 1, 1, 1)

@@ -56,8 +56,8 @@ TINY_RUN_MINUTES: dict[str, float] = {
     "centrifuge_pc": 6.0,
     "c2_nomask": 4.2,
     "c2": 5.3,
-    "c3_det": 7.5,
-    "c3_internal": 10.3,
+    "c3_det": 5.4,
+    "c3_internal": 7.2,
 }
 
 
