@@ -215,7 +215,9 @@ def test_report_eval_json_identity_and_losses(shards, runs, tmp_path):
     c3 = json.loads((out / "c3_internal" / "eval.json").read_text())
     assert c2["control_chance"] is True and "fig10" not in c2 and "fig7" not in c2["figures"]
     assert c3["control_chance"] is False and c3["fig10"]["offsets_s"] == [0.0, 0.16]
-    assert c3["fig10"]["shift_frames"] == [0, 16]
+    hop = load_run(runs["c3_internal"]).cfg.data.hop_length
+    assert hop == tiny().data.hop_length == 640  # 40 ms at 16 kHz: 0.16 s is 4 log-mel frames
+    assert c3["fig10"]["shift_frames"] == [0, 4]
     # offset 0 is the unshifted control signal: the same accuracy as the main pass
     assert c3["fig10"]["control_accuracy"]["both"][0] == c3["control_accuracy"]["both"]
     assert (out / "c3_internal" / "fig7.png").is_file() and (
