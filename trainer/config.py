@@ -206,7 +206,8 @@ def paper() -> TrainConfig:
 def tiny() -> TrainConfig:
     """A run that visibly learns on a 2-core CPU in minutes from the demo shards.
 
-    What the paper does at scale, shrunk until a 2-core CPU gets through enough samples:
+    What the paper does at scale, shrunk until a 2-core CPU gets through enough samples (the data
+    side, ``tiny_data``, says what the stream does and what it cost):
     - clips subsampled to 8x32x32 (every 8th frame in the loader, which then converts only those
       frames; 4x4 pooling in the trainer): a step of 8 clips takes ~0.3 s instead of ~15 s for
       4 clips at 64x128x128 (trainer/bench_train.py);
@@ -214,24 +215,6 @@ def tiny() -> TrainConfig:
     - ``model.input_skip``: outputs start near copies of the input (the identity baseline);
     - ``model.norm="group"``: GroupNorm instead of BatchNorm, whose running statistics from
       8-clip batches broke evaluation (trainer/models/norm.py);
-    - ``data.remix`` and ``data.augment``: fresh pairs and flipped / reversed clips every epoch
-      (the demo then had 80 transparent mixtures of 160 clips; with remix alone the model memorised
-      the clips: 0.84x identity on them, 1.00x on validation videos). No chroma symmetries
-      (``data.augment_colour``): each demo class has its own hue (``blendkit.demo.palette``), which
-      recolouring would take away; with them, tiny C2 at lr 1e-3 reached 0.80x in 600 steps,
-      without 0.69x;
-    - both blend kinds, evenly for the first 400 steps, then one occlusion blend kept in two
-      (``data.occlusion_keep`` per 100-step loader epoch, i.e. per ``ckpt_every``): 900 steps, the
-      learning rate divided by 10 at step 600. Tiny C2's validation loss over the identity's on
-      the earlier demo shards of 160 blends (24 blends of each kind; transparent / occlusion) was
-      0.64 / 1.09 after 600 steps on transparent blends only (the earlier tiny config: worse than
-      the identity on occlusion), 0.75 / 0.83 on both kinds evenly (0.72 / 0.80 after 900 steps,
-      0.69 / 0.77 after 1500), 0.71 / 0.98 with occlusion blends only from step 300 on, 0.68 /
-      0.91 with one in four kept from step 300 on (600 steps), and 0.65 / 0.97 with one in four
-      from step 400 (seed 1: 0.76 / 0.99). On today's 512 demo blends (``make demo-shards``) and
-      on 512 blends of demo data seed 2, seeds 0 / 1 / data seed 2: one in four kept gave 0.66 /
-      0.62 / 0.68 on transparent and 1.02 / 0.95 / 0.95 on occlusion blends, one in two 0.65 /
-      0.65 / 0.69 and 0.99 / 0.88 / 0.87, every occlusion blend kept 0.73 / 0.93 (seed 0);
     - masks gate the three skip levels but not the bottleneck (``model.mask_levels``): at 8x32x32
       the bottleneck is 1x1x1, so gating it scales each channel group by its mask's share of the
       whole clip; with it gated, tiny C2 fell back from 0.73x to 1.0x the identity baseline within
@@ -243,16 +226,6 @@ def tiny() -> TrainConfig:
       loss rose again after 200 steps. On the shards of x264 ``trellis=0`` (blendkit's default
       since), step 600 at 5e-4 gave 0.71 and 0.74 (seeds 0, 1) without the decay and 0.64, 0.68 and
       0.64 (seeds 0, 1, 2) with it;
-    - log-mel frames every 40 ms from 64 ms windows (``data.hop_length=640``, ``data.n_fft=1024``
-      at 16 kHz) instead of every 10 ms from 32 ms: 64 frames a clip instead of 256 (the video has
-      8). The audio nets at 256 frames cost more than the video encoder: a tiny C3 internal step
-      (forward and backward) took 0.95 s against 0.55 s, and its 900 steps on 512 demo blends
-      beside a C2 run 644 s against 430 s, with control accuracy 100% / 87.5% against 91.7% / 87.5%
-      and losses 0.61x / 0.96x against 0.64x / 0.95x the identity (transparent / occlusion);
-    - one torch thread, decoding in the trainer's process (``data.workers=0``) with every decoded
-      sample kept (``data.cache_decoded``): the 512 demo blends are decoded once instead of ~14
-      times each (two OpenMP threads beside a decoding worker on 2 cores ran 10x slower, not
-      faster);
     - pixels in [0, 1] (``model.pixel_range``), where all of the above was tuned; its losses
       are computed there and logged in the paper's unit, [-1, 1], i.e. twice the computed value
       (``trainer.pixels``).
@@ -281,8 +254,44 @@ def tiny() -> TrainConfig:
         eval_every=200,
         video_every=200,
     )
-    cfg.data = dataclasses.replace(
-        cfg.data,
+    cfg.data = tiny_data(cfg.data)
+    return cfg
+
+
+def tiny_data(data: DataConfig) -> DataConfig:
+    """``tiny``'s stream: ``data`` with what the demo shards need on a 2-core CPU.
+
+    - ``data.remix`` and ``data.augment``: fresh pairs and flipped / reversed clips every epoch
+      (the demo then had 80 transparent mixtures of 160 clips; with remix alone the model memorised
+      the clips: 0.84x identity on them, 1.00x on validation videos). No chroma symmetries
+      (``data.augment_colour``): each demo class has its own hue (``blendkit.demo.palette``), which
+      recolouring would take away; with them, tiny C2 at lr 1e-3 reached 0.80x in 600 steps,
+      without 0.69x;
+    - both blend kinds, evenly for the first 400 steps, then one occlusion blend kept in two
+      (``data.occlusion_keep`` per 100-step loader epoch, i.e. per ``ckpt_every``): 900 steps, the
+      learning rate divided by 10 at step 600. Tiny C2's validation loss over the identity's on
+      the earlier demo shards of 160 blends (24 blends of each kind; transparent / occlusion) was
+      0.64 / 1.09 after 600 steps on transparent blends only (the earlier tiny config: worse than
+      the identity on occlusion), 0.75 / 0.83 on both kinds evenly (0.72 / 0.80 after 900 steps,
+      0.69 / 0.77 after 1500), 0.71 / 0.98 with occlusion blends only from step 300 on, 0.68 /
+      0.91 with one in four kept from step 300 on (600 steps), and 0.65 / 0.97 with one in four
+      from step 400 (seed 1: 0.76 / 0.99). On today's 512 demo blends (``make demo-shards``) and
+      on 512 blends of demo data seed 2, seeds 0 / 1 / data seed 2: one in four kept gave 0.66 /
+      0.62 / 0.68 on transparent and 1.02 / 0.95 / 0.95 on occlusion blends, one in two 0.65 /
+      0.65 / 0.69 and 0.99 / 0.88 / 0.87, every occlusion blend kept 0.73 / 0.93 (seed 0);
+    - log-mel frames every 40 ms from 64 ms windows (``data.hop_length=640``, ``data.n_fft=1024``
+      at 16 kHz) instead of every 10 ms from 32 ms: 64 frames a clip instead of 256 (the video has
+      8). The audio nets at 256 frames cost more than the video encoder: a tiny C3 internal step
+      (forward and backward) took 0.95 s against 0.55 s, and its 900 steps on 512 demo blends
+      beside a C2 run 644 s against 430 s, with control accuracy 100% / 87.5% against 91.7% / 87.5%
+      and losses 0.61x / 0.96x against 0.64x / 0.95x the identity (transparent / occlusion);
+    - one torch thread, decoding in the trainer's process (``data.workers=0``) with every decoded
+      sample kept (``data.cache_decoded``): the 512 demo blends are decoded once instead of ~14
+      times each (two OpenMP threads beside a decoding worker on 2 cores ran 10x slower, not
+      faster);
+    """
+    return dataclasses.replace(
+        data,
         workers=0,
         cache_decoded=1024,  # about 1.4 MB each at this config: 1.4 GB at most
         frame_stride=8,
@@ -294,7 +303,6 @@ def tiny() -> TrainConfig:
         hop_length=640,
         n_fft=1024,
     )
-    return cfg
 
 
 PRESETS: dict[str, typing.Callable[[], TrainConfig]] = {"paper": paper, "tiny": tiny}
