@@ -207,6 +207,15 @@ def _synthetic(cfg: TrainConfig, sizes: Sizes, device: torch.device, batch: int)
     )
 
 
+def _ready(cfg: TrainConfig, sizes: Sizes, device: torch.device, batch: int):
+    """(train state, stepper, a prepared synthetic micro-batch of ``batch``) for ``cfg``, set up as
+    the trainer sets itself up."""
+    step.configure_backends(cfg, device.type == "cuda")
+    state = train_state.build(cfg, device, cfg.channels_last)
+    stepper = step.make_stepper(cfg, state, Dist(0, 1, 0, device))
+    return state, stepper, _synthetic(cfg, sizes, device, batch)
+
+
 def measure_step(name: str, v: Variant, sizes: Sizes, peak: float | None) -> dict:
     """Timed optimiser steps of model ``name`` set as ``v`` (see the module docstring)."""
     device = _device()
@@ -214,11 +223,8 @@ def measure_step(name: str, v: Variant, sizes: Sizes, peak: float | None) -> dic
     cfg = bench_config(name, v, sizes, device)
     accum = cfg.optim.grad_accum
     micro = cfg.optim.batch // accum
-    step.configure_backends(cfg, cuda)
     step.COMPILE_BACKEND = sizes.compile_backend
-    state = train_state.build(cfg, device, cfg.channels_last)
-    stepper = step.make_stepper(cfg, state, Dist(0, 1, 0, device))
-    batch = _synthetic(cfg, sizes, device, micro)
+    _, stepper, batch = _ready(cfg, sizes, device, micro)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -284,10 +290,7 @@ def part_bf16(sizes: Sizes) -> Iterator[dict]:
     """C2's loss and gradient norm in bf16 autocast against float32, same weights and batch."""
     device = _device()
     cfg = bench_config(DEFAULT_MODEL, CHANNELS_LAST, sizes, device)
-    step.configure_backends(cfg, device.type == "cuda")
-    state = train_state.build(cfg, device, cfg.channels_last)
-    stepper = step.make_stepper(cfg, state, Dist(0, 1, 0, device))
-    batch = _synthetic(cfg, sizes, device, sizes.check_batch)
+    state, stepper, batch = _ready(cfg, sizes, device, sizes.check_batch)
     bf16 = lambda: torch.autocast(device.type, dtype=torch.bfloat16)  # noqa: E731 (CUDA: the trainer's)
     out = {}
     for name, autocast in (("fp32", contextlib.nullcontext), ("bf16", bf16)):
@@ -314,10 +317,7 @@ def part_profile(sizes: Sizes) -> Iterator[dict]:
     small = dataclasses.replace(sizes, batch=sizes.profile_batch)
     cfg = _config(DEFAULT_MODEL, CHANNELS_LAST, small, device)
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, grad_accum=1))
-    step.configure_backends(cfg, cuda)
-    state = train_state.build(cfg, device, cfg.channels_last)
-    stepper = step.make_stepper(cfg, state, Dist(0, 1, 0, device))
-    batch = _synthetic(cfg, small, device, sizes.profile_batch)
+    _, stepper, batch = _ready(cfg, small, device, sizes.profile_batch)
     for _ in range(sizes.warmup):
         float(stepper.step(lambda: batch, 1)[2]["loss"])
     activities = [torch.profiler.ProfilerActivity.CPU]
