@@ -18,7 +18,7 @@ STEPS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install chromium test lint demo demo-shards demo-c2 demo-c3 reproduce-tiny bench params \
-	train eval device-wheels bench-gpu
+	train eval spread device-wheels bench-gpu
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-15s %s\n",$$1,$$2}'
@@ -93,6 +93,12 @@ $(DEMO_SHARDS)/validate/manifest.parquet:
 reproduce-tiny: install $(DEMO_SHARDS)/validate/manifest.parquet ## Tables 1-2 in miniature: six tiny models x SEEDS (0,1) on the demo shards; rerun resumes
 	$(BIN)/python -m trainer.reproduce --train $(DEMO_SHARDS)/train --val $(DEMO_SHARDS)/validate \
 		--out $(REPRO) --seeds $(SEEDS) $(if $(STEPS),--steps $(STEPS))
+
+SPREAD_OUT ?= runs/spread
+SPREAD_ARGS ?= --data-seeds 0,1,2 --blends 512,1024
+
+spread: install ## tiny C2 on demo shard sets of other data seeds and sizes -> SPREAD_OUT/spread.md (rerun resumes)
+	$(BIN)/python -m trainer.spread --out $(SPREAD_OUT) $(SPREAD_ARGS)
 
 train: install ## train: make train CONFIG=tiny SHARDS=DIR RUN=DIR [MODEL=c2] [STEPS=N] [ARGS="k=v ..."]
 	$(BIN)/blendkit-train train --config $(CONFIG) --shards $(SHARDS) --run $(RUN) --model $(MODEL) \

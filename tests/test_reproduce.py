@@ -166,3 +166,36 @@ def test_subprocess_failures_name_the_log_and_bad_options_exit_2(tmp_path):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2
+
+
+def test_shards_of_more_blends_than_the_demos_give_every_run_the_stretched_schedule(
+    tmp_path, monkeypatch
+):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trainer.reproduce import tiny_schedule
+
+    shards = tmp_path / "big"  # a manifest of 1024 blends, twice the demo's
+    shards.mkdir()
+    pq.write_table(
+        pa.table({"blend": ["transparent", "occlusion"] * 512}), shards / "manifest.parquet"
+    )
+    assert (
+        tiny_schedule(str(shards), None).steps,
+        tiny_schedule(str(shards), None).milestones,
+    ) == (
+        1800,
+        [1200],
+    )
+    assert tiny_schedule(str(shards), 300).steps == 600
+    commands: list[list[str]] = []
+    monkeypatch.setattr(Subprocesses, "_run", lambda self, command, log: commands.append(command))
+    summary = reproduce(tmp_path / "out", str(shards), "val", [0], progress=False)
+    assert summary["steps"] == 1800
+    trains = [c for c in commands if c[:2] == ["trainer.cli", "train"]]
+    assert len(trains) == len(MODEL_NAMES)
+    for command in trains:
+        at = command.index("--steps")
+        assert command[at + 1] == "1800"
+        assert command[-2:] == ["optim.milestones=1200", "optim.schedule_blends=0"]

@@ -512,6 +512,22 @@ def test_ddp_ranks_read_disjoint_shards_and_end_with_identical_weights(tmp_path)
     assert r0["summary"]["params_sha256"] == r1["summary"]["params_sha256"]
 
 
+def test_schedule_blends_stretches_the_run_and_its_saved_config_resumes(tmp_path):
+    shards = _write_shards(tmp_path / "shards")  # 6 blends
+    opts = [f"data.shards={shards}", "data.workers=0", "optim.batch=2", "ckpt_every=1"]
+    opts += ["optim.schedule_blends=3", "optim.steps=1", "optim.milestones=1"]
+    first = train(small_cfg(tmp_path / "run", "c2", *opts))
+    assert (first["start_step"], first["steps"]) == (0, 2)  # 1 step for 3 blends: 2 for 6
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["optim"]
+    assert (saved["steps"], saved["milestones"], saved["schedule_blends"]) == (2, [2], 0)
+    again = train(small_cfg(tmp_path / "run", "c2", *opts))  # resolved the same: it is finished
+    assert (again["start_step"], again["steps"]) == (2, 2)
+    longer = train(
+        small_cfg(tmp_path / "run", "c2", *opts[:-2], "optim.steps=2", "optim.milestones=1")
+    )
+    assert (longer["start_step"], longer["steps"]) == (2, 4)
+
+
 # ----------------------------------------------------------------------------- object stores
 
 

@@ -52,7 +52,9 @@ CONFIG = typer.Option("tiny", "--config", "-c", help="preset (tiny, paper) or a 
 SHARDS = typer.Option(None, "--shards", help="training shards: directory, brace pattern or list")
 RUN = typer.Option(None, "--run", help="run directory (rerun the same one to resume)")
 MODEL = typer.Option(None, "--model", help=f"one of {', '.join(MODEL_NAMES)}")
-STEPS = typer.Option(None, "--steps", help="optimiser steps in total")
+STEPS = typer.Option(
+    None, "--steps", help="optimiser steps in total (for optim.schedule_blends blends: tiny's 512)"
+)
 OVERRIDES = typer.Argument(None, help="key=value overrides, e.g. optim.lr=0.1 model.n_outputs=2")
 ALLOW_PIPE = typer.Option(False, "--allow-pipe", help=f"{ALLOW_PIPE_HELP} (data.allow_pipe)")
 

@@ -11,6 +11,9 @@ size) and Table 2 (loss and control accuracy) with the mean and the min-max over
 next to the paper's figures (``trainer.paper``). Losses are in the paper's unit
 (``trainer.pixels``).
 
+Steps: tiny's schedule (or ``--steps``), stretched for training shards of more blends than the
+demo's (``trainer.schedule``); every run is given the resolved steps and milestones.
+
 Resume: rerunning the command skips the runs whose newest checkpoint is at the final step and
 the evaluations whose ``eval.json`` is at their run's step; a run stopped midway continues from
 its checkpoint (the trainer resumes a run folder). Stopping it (Ctrl-C, SIGTERM) stops the runs
@@ -43,9 +46,10 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from trainer import checkpoint as ckpt
-from trainer.config import tiny
+from trainer.config import OptimConfig, apply_overrides, tiny
 from trainer.models.registry import MODEL_NAMES, TINY_RUN_MINUTES, is_controlled
 from trainer.reproduce_report import report
+from trainer.schedule import resolve_schedule
 
 FIG10_OFFSETS = "0,0.64,1.28"  # a few offsets of the control audio: evaluation stays quick
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # two runs on two cores
@@ -241,19 +245,22 @@ def reproduce(
     parallel: int = 2,
     runner: Runner | None = None,
     progress: bool = True,
+    models: Sequence[str] = MODEL_NAMES,
 ) -> dict[str, Any]:
-    """Train and evaluate every job, then write ``OUT/report.md``; returns a summary (report,
-    steps, jobs, estimated minutes, timings of this call, failures)."""
+    """Train and evaluate every job (``models`` x ``seeds``), then write ``OUT/report.md``;
+    returns a summary (report, steps, jobs, estimated minutes, timings of this call, failures)."""
     out = Path(out)
-    steps = steps or tiny().optim.steps
-    jobs = plan(out, seeds)
+    optim = tiny_schedule(train_shards, steps)
+    steps = optim.steps
+    jobs = plan(out, seeds, models)
     estimate = makespan(jobs, parallel, steps / tiny().optim.steps)
     if progress:
         order = ", ".join(j.name for j in jobs)
         print(f"{len(jobs)} runs of {steps} steps, {parallel} at a time, longest first: {order}; "
               f"~{estimate:.0f} min of training on an idle 2-core machine (an estimate; "
               "evaluations and start-up add to it)")  # fmt: skip
-    runner = runner or Subprocesses(train_shards, val_shards)
+    pinned = [f"optim.milestones={','.join(map(str, optim.milestones))}", "optim.schedule_blends=0"]
+    runner = runner or Subprocesses(train_shards, val_shards, pinned)
     timings, failures = run_all(
         jobs, runner, steps, parallel, progress, lambda name, t: _save_timings(out, {name: t})
     )
@@ -262,6 +269,14 @@ def reproduce(
     path.write_text(report(jobs, steps, val_shards, _load_timings(out)))
     return {"report": str(path), "steps": steps, "jobs": [j.name for j in jobs],
             "estimated_minutes": estimate, "timings": timings, "failures": failures}  # fmt: skip
+
+
+def tiny_schedule(train_shards: str, steps: int | None) -> OptimConfig:
+    """The ``tiny`` schedule of ``steps`` (None: tiny's own) stretched for the blends of
+    ``train_shards`` (``trainer.schedule``): every run gets these numbers, and is finished at
+    their last step."""
+    overrides = [f"data.shards={train_shards}"] + ([f"optim.steps={steps}"] if steps else [])
+    return resolve_schedule(apply_overrides(tiny(), overrides)).optim
 
 
 def _load_timings(out: Path) -> dict[str, dict[str, float]]:
@@ -277,8 +292,10 @@ def _save_timings(out: Path, timings: dict[str, dict[str, float]]) -> None:
     (out / "timings.json").write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
 
 
-def _seeds(text: str) -> list[int]:
-    problem = f"--seeds must be distinct integers >= 0 like 0,1, got {text!r}"
+def distinct_ints(text: str, name: str = "--seeds") -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]; ``argparse.ArgumentTypeError`` naming ``name`` unless they are
+    distinct integers >= 0."""
+    problem = f"{name} must be distinct integers >= 0 like 0,1, got {text!r}"
     try:
         seeds = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -293,8 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", required=True, help="training shards (both blend kinds)")
     parser.add_argument("--val", required=True, help="validation shards")
     parser.add_argument("--out", type=Path, default=Path("runs/reproduce-tiny"))
-    parser.add_argument("--seeds", type=_seeds, default=[0, 1], help="comma-separated [0,1]")
-    parser.add_argument("--steps", type=int, default=None, help="steps per run [tiny's]")
+    parser.add_argument("--seeds", type=distinct_ints, default=[0, 1], help="comma-separated [0,1]")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per run [tiny's], for 512 training blends (more on more)",
+    )
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time [2]")
     args = parser.parse_args(argv)
     if (args.steps is not None and args.steps < 1) or args.parallel < 1:

@@ -49,6 +49,7 @@ from trainer.logger import TrainLogger
 from trainer.objective import identity_term
 from trainer.run_dir import RunDir
 from trainer.run_record import TrainedOn
+from trainer.schedule import resolve_schedule
 from trainer.step import configure_backends, make_stepper
 from trainer.val_loss import validation_loss
 
@@ -179,6 +180,8 @@ def _open_run(
     auto = resume is not None and cfg.optim.grad_accum == AUTO
     saved = _saved_config(run) if auto else None
     cfg = run_cost.resolve_grad_accum(cfg, record, d.device, d.world_size, saved)
+    # optim.schedule_blends: steps for the blends of data.shards (injected batches: as given)
+    cfg = resolve_schedule(cfg, blends=0 if batches is not None else None)
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, batch_size=micro_batch(cfg, d.world_size))
     )

@@ -24,7 +24,7 @@ from blendkit.format.layout import (
     shard_name,
     sidecar_name,
 )
-from blendkit.format.manifest import labels, read_manifest, write_manifest
+from blendkit.format.manifest import blend_counts, labels, read_manifest, write_manifest
 from blendkit.format.members import (
     A1,
     A2,
@@ -75,6 +75,7 @@ __all__ = [
     "SuperpixelMeta",
     "VideoMeta",
     "audio_bytes",
+    "blend_counts",
     "decode_layers",
     "find_audio",
     "kinds",

@@ -9,6 +9,7 @@ without a manifest (a glob, a list file, shards copied without it) is read from 
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -138,6 +139,26 @@ def labels(
         except (KeyError, TypeError):
             continue
     return out
+
+
+def blend_counts(
+    shards: str | Path,
+    on_error: Callable[[FormatError], None] | None = None,
+    allow_pipe: bool = False,
+) -> dict[str, int]:
+    """Blend kind -> number of samples of a shard set.
+
+    From ``manifest.parquet`` when ``shards`` is a folder holding one; else from every sample's
+    ``KEY.json`` (its ``blend``; samples without one are left out). ``on_error`` and
+    ``allow_pipe`` as in :func:`labels`.
+    """
+    spec = str(shards)
+    if _manifest_url(spec) is not None:
+        kinds = [r["blend"] for r in read_manifest(spec, columns=["blend"])]
+    else:
+        metas = _json_metas(spec, on_error or _raise, allow_pipe)
+        kinds = [meta.get("blend") for _, meta in metas if isinstance(meta, dict)]
+    return dict(Counter(str(k) for k in kinds if k is not None))
 
 
 def _raise(error: FormatError) -> None:

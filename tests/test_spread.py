@@ -1,0 +1,73 @@
+"""``make spread`` (``trainer.spread``): its sets, the table it writes from evaluated runs, and
+its option errors (the runs themselves go through ``trainer.reproduce``, tested there)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainer.spread import ShardSet, main, plan_sets, write_report
+
+
+def _evaluated(s: ShardSet, seed: int, step: int, transparent: float, occlusion: float) -> None:
+    folder = s.out / "eval" / f"c2-s{seed}"
+    folder.mkdir(parents=True)
+    metrics = {
+        "step": step,
+        "loss": {"transparent": transparent, "occlusion": occlusion, "both": 0.0},
+        "identity_loss": {"transparent": 0.5, "occlusion": 0.4, "both": 0.45},
+        "loss_unit": "paper: pixels in [-1, 1]",
+    }
+    (folder / "eval.json").write_text(json.dumps(metrics))
+
+
+def test_sets_go_largest_first_and_name_their_folders(tmp_path):
+    sets = plan_sets(tmp_path, [(1, 512), (0, 1024), (2, 512), (1, 512)])
+    assert [s.name for s in sets] == ["d0-b1024", "d1-b512", "d2-b512"]  # duplicates once
+    s = sets[0]
+    assert (s.data, s.train, s.val, s.out) == (
+        tmp_path / "data" / "d0",
+        tmp_path / "shards" / "d0-b1024" / "train",
+        tmp_path / "shards" / "d0" / "validate",
+        tmp_path / "sets" / "d0-b1024",
+    )
+
+
+def test_the_table_has_every_evaluated_run_and_counts_those_within_the_target(tmp_path):
+    big, small = plan_sets(tmp_path, [(0, 1024), (1, 512)])
+    _evaluated(big, 0, 1800, 0.30, 0.38)
+    _evaluated(big, 1, 1800, 0.36, 0.36)
+    _evaluated(small, 0, 900, 0.35, 0.44)  # seed 1 of this set never finished: no row
+    path = write_report(tmp_path, [big, small], [0, 1], "c2", 0.7)
+    assert path.read_text().splitlines()[2:] == [
+        "Loss (and its ratio to the identity baseline's) on each set's 48 validation blends; "
+        "loss unit: paper: pixels in [-1, 1].",
+        "",
+        "| Data seed | Training blends | Steps | Seed | Transparent | Occlusion |",
+        "| --- | --- | --- | --- | --- | --- |",
+        "| 1 | 512 | 900 | 0 | 0.350 (0.700x) | 0.440 (1.100x) |",
+        "| 0 | 1024 | 1800 | 0 | 0.300 (0.600x) | 0.380 (0.950x) |",
+        "| 0 | 1024 | 1800 | 1 | 0.360 (0.720x) | 0.360 (0.900x) |",
+        "",
+        "Transparent at or below 0.7x the identity: 2 of 3 runs (largest ratio 0.720x).",
+    ]
+    assert main(["--out", str(tmp_path), "--sets", "0:1024,1:512", "--report"]) == 0
+    assert path.read_text().count("| 1800 |") == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--sets", "0:1024,1"], "--sets must be DATA_SEED:BLENDS pairs"),
+        (["--sets", "0:0"], "--sets must be DATA_SEED:BLENDS pairs"),
+        (["--blends", "512,512"], "--blends must be distinct integers"),
+        (["--parallel", "0"], "--parallel, --workers, --steps and --blends must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_line_errors(argv, said, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said in last
