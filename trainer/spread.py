@@ -15,6 +15,7 @@ Rerunning resumes: finished data, shards, runs and evaluations are kept; ``--rep
     OUT/shards/dD/validate/    its 48 validation blends
     OUT/shards/dD-bB/train/    B training blends of them
     OUT/sets/dD-bB/            trainer.reproduce's folder (runs, eval, logs, report.md)
+    OUT/logs/                  the output of blendkit demo-data and make-shards
     OUT/spread.md              the table
 
     python -m trainer.spread --out runs/spread --data-seeds 0,1,2 --blends 512,1024 \\
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -71,6 +73,9 @@ class ShardSet:
     def out(self) -> Path:
         return self.root / "sets" / self.name
 
+    def log(self, what: str) -> Path:
+        return self.root / "logs" / f"{self.name}.{what}.log"
+
 
 def plan_sets(root: Path, pairs: Sequence[tuple[int, int]]) -> list[ShardSet]:
     """A set per (data seed, blends), largest first (its runs are the longest)."""
@@ -78,32 +83,41 @@ def plan_sets(root: Path, pairs: Sequence[tuple[int, int]]) -> list[ShardSet]:
     return sorted(sets, key=lambda s: (-s.blends, s.data_seed))
 
 
-def make_data(data_seed: int, folder: Path) -> None:
-    """The demo videos of ``data_seed`` (kept when they are there)."""
-    from blendkit.demo import DemoConfig, make_demo_data
+def blendkit(args: Sequence[str], log: Path) -> None:
+    """Run ``blendkit ARGS`` (the command a user types) in a child process, its output in ``log``;
+    ``RuntimeError`` naming the log when it fails."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as sink:
+        code = subprocess.call([sys.executable, "-m", "cli", *args], stdout=sink,
+                               stderr=subprocess.STDOUT)  # fmt: skip
+    if code:
+        raise RuntimeError(f"blendkit {args[0]} exited with {code}; see {log}")
 
-    if not (folder / "annotations" / "validate.csv").is_file():
-        make_demo_data(DemoConfig(str(folder), seed=data_seed), progress=False)
+
+def make_data(s: ShardSet) -> None:
+    """``blendkit demo-data`` of the set's data seed (kept when it is there)."""
+    if not (s.data / "annotations" / "validate.csv").is_file():
+        blendkit(["demo-data", str(s.data), "--seed", str(s.data_seed)], s.log("data"))
 
 
-def make_set_shards(source: Path, out: Path, split: str, blends: int, seed: int, workers: int):
-    """``blendkit make-shards`` of ``blends`` blends of ``split`` (kept when finished)."""
-    from blendkit.pipeline import make_shards
-    from blendkit.shard_config import ShardConfig
-
+def make_set_shards(s: ShardSet, split: str, workers: int) -> None:
+    """``blendkit make-shards`` of the set's ``split``, as ``make demo-shards`` makes the demo's
+    (kept when finished; an unfinished one is finished)."""
+    train = split == "train"
+    out, blends, seed = (s.train, s.blends, 0) if train else (s.val, VAL_BLENDS, VAL_SEED)
     if (out / MANIFEST).is_file():
         return
-    cfg = ShardConfig(source=str(source), out=str(out), split=split, seed=seed,
-                      annotations=str(source / "annotations" / f"{split}.csv"),
-                      num_samples=blends, samples_per_shard=16, workers=workers)  # fmt: skip
-    make_shards(cfg, progress=False)
+    blendkit(["make-shards", str(s.data), "--out", str(out), "--split", split,
+              "--annotations", str(s.data / "annotations" / f"{split}.csv"),
+              "--num-samples", str(blends), "--samples-per-shard", "16", "--workers", str(workers),
+              "--seed", str(seed), "--quiet"], s.log(f"shards-{split}"))  # fmt: skip
 
 
 def make_set(s: ShardSet, workers: int) -> None:
     """The set's demo data, validation shards and training shards (each kept when made)."""
-    make_data(s.data_seed, s.data)
-    make_set_shards(s.data, s.val, "validate", VAL_BLENDS, VAL_SEED, workers)
-    make_set_shards(s.data, s.train, "train", s.blends, 0, workers)
+    make_data(s)
+    make_set_shards(s, "validate", workers)
+    make_set_shards(s, "train", workers)
 
 
 def spread(
