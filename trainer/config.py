@@ -234,6 +234,12 @@ def tiny() -> TrainConfig:
       loss rose again after 200 steps. On the shards of x264 ``trellis=0`` (blendkit's default
       since), step 600 at 5e-4 gave 0.71 and 0.74 (seeds 0, 1) without the decay and 0.64, 0.68 and
       0.64 (seeds 0, 1, 2) with it;
+    - the 900 steps counted for the demo's 512 training blends (``optim.schedule_blends``,
+      ``trainer.schedule``): on more blends the steps and the milestone stretch in proportion. With
+      900 steps fixed, 1024 blends of demo data seed 0 gave C2 0.755x / 0.744x the identity on
+      transparent blends (seeds 0, 1), its training loss higher than on 512 and its validation
+      ratio flat after step 200; stretched to 1800 steps (lr / 10 at 1200), 0.643x / 0.682x
+      (README, "How much the demo's C2 depends on its draw", gives every draw measured);
     - pixels in [0, 1] (``model.pixel_range``), where all of the above was tuned; its losses
       are computed there and logged in the paper's unit, [-1, 1], i.e. twice the computed value
       (``trainer.pixels``).
