@@ -26,7 +26,7 @@ def test_sets_go_largest_first_and_name_their_folders(tmp_path):
     sets = plan_sets(tmp_path, [(1, 512), (0, 1024), (2, 512), (1, 512)])
     assert [s.name for s in sets] == ["d0-b1024", "d1-b512", "d2-b512"]  # duplicates once
     s = sets[0]
-    assert (s.data, s.train, s.val, s.out) == (
+    assert (s.data, s.shards("train"), s.shards("validate"), s.out) == (
         tmp_path / "data" / "d0",
         tmp_path / "shards" / "d0-b1024" / "train",
         tmp_path / "shards" / "d0" / "validate",

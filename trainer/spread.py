@@ -41,6 +41,7 @@ from blendkit.format import BLEND_KINDS, MANIFEST, TRANSPARENT
 from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES
 from trainer.reproduce import Job, _interrupt, distinct_ints, plan, reproduce
 
+TRAIN, VALIDATE = "train", "validate"  # the demo's splits (blendkit.demo)
 VAL_BLENDS, VAL_SEED = 48, 1  # the demo's validation shards (Makefile: demo-shards)
 TARGET = 0.7  # issue 13: tiny C2 at or below 0.7x the identity on transparent blends
 
@@ -53,25 +54,25 @@ class ShardSet:
     blends: int
     root: Path
 
+    def shards(self, split: str) -> Path:
+        """Its training shards (``train``), or its data seed's validation shards (``validate``)."""
+        return (
+            self.root / "shards" / (self.name if split == TRAIN else f"d{self.data_seed}") / split
+        )
+
     @property
     def name(self) -> str:
+        """``dD-bB``: the name of its training shards, its runs' folder and its logs."""
         return f"d{self.data_seed}-b{self.blends}"
+
+    @property
+    def out(self) -> Path:
+        """``trainer.reproduce``'s folder for the set."""
+        return self.root / "sets" / self.name
 
     @property
     def data(self) -> Path:
         return self.root / "data" / f"d{self.data_seed}"
-
-    @property
-    def train(self) -> Path:
-        return self.root / "shards" / self.name / "train"
-
-    @property
-    def val(self) -> Path:
-        return self.root / "shards" / f"d{self.data_seed}" / "validate"
-
-    @property
-    def out(self) -> Path:
-        return self.root / "sets" / self.name
 
     def log(self, what: str) -> Path:
         return self.root / "logs" / f"{self.name}.{what}.log"
@@ -103,8 +104,10 @@ def make_data(s: ShardSet) -> None:
 def make_set_shards(s: ShardSet, split: str, workers: int) -> None:
     """``blendkit make-shards`` of the set's ``split``, as ``make demo-shards`` makes the demo's
     (kept when finished; an unfinished one is finished)."""
-    train = split == "train"
-    out, blends, seed = (s.train, s.blends, 0) if train else (s.val, VAL_BLENDS, VAL_SEED)
+    out, (blends, seed) = (
+        s.shards(split),
+        (s.blends, 0) if split == TRAIN else (VAL_BLENDS, VAL_SEED),
+    )
     if (out / MANIFEST).is_file():
         return
     blendkit(["make-shards", str(s.data), "--out", str(out), "--split", split,
@@ -116,8 +119,8 @@ def make_set_shards(s: ShardSet, split: str, workers: int) -> None:
 def make_set(s: ShardSet, workers: int) -> None:
     """The set's demo data, validation shards and training shards (each kept when made)."""
     make_data(s)
-    make_set_shards(s, "validate", workers)
-    make_set_shards(s, "train", workers)
+    make_set_shards(s, VALIDATE, workers)
+    make_set_shards(s, TRAIN, workers)
 
 
 def spread(
@@ -141,7 +144,8 @@ def spread(
     failures: list[str] = []
 
     def run_set(s: ShardSet) -> None:
-        summary = reproduce(s.out, str(s.train), str(s.val), seeds, models=(model,), steps=steps,
+        train, val = str(s.shards(TRAIN)), str(s.shards(VALIDATE))
+        summary = reproduce(s.out, train, val, seeds, models=(model,), steps=steps,
                             parallel=per_set, progress=False)  # fmt: skip
         failures.extend(f"{s.name}: {line}" for line in summary["failures"])
 
