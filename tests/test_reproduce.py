@@ -174,6 +174,7 @@ def test_shards_of_more_blends_than_the_demos_give_every_run_the_stretched_sched
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from trainer.config import load_config
     from trainer.reproduce import tiny_schedule
 
     shards = tmp_path / "big"  # a manifest of 1024 blends, twice the demo's
@@ -199,3 +200,6 @@ def test_shards_of_more_blends_than_the_demos_give_every_run_the_stretched_sched
         at = command.index("--steps")
         assert command[at + 1] == "1800"
         assert command[-2:] == ["optim.milestones=1200", "optim.schedule_blends=0"]
+        overrides = [arg for arg in command if "=" in arg and not arg.startswith("val_shards")]
+        optim = load_config("tiny", [*overrides, "optim.steps=1800"]).optim
+        assert (optim.steps, optim.milestones, optim.schedule_blends) == (1800, [1200], 0)
