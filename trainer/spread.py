@@ -25,6 +25,7 @@ Rerunning resumes: finished data, shards, runs and evaluations are kept; ``--rep
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import subprocess
@@ -38,8 +39,10 @@ from typing import Any
 from tqdm import tqdm
 
 from blendkit.format import BLEND_KINDS, MANIFEST, TRANSPARENT
+from trainer.config import tiny
 from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES
 from trainer.reproduce import Job, _interrupt, distinct_ints, plan, reproduce
+from trainer.schedule import stretched
 
 TRAIN, VALIDATE = "train", "validate"  # the demo's splits (blendkit.demo)
 VAL_BLENDS, VAL_SEED = 48, 1  # the demo's validation shards (Makefile: demo-shards)
@@ -142,6 +145,11 @@ def spread(
     sets = plan_sets(Path(out), pairs)
     per_set = max(1, min(parallel, len(seeds)))
     failures: list[str] = []
+    if progress:
+        base = dataclasses.replace(tiny().optim, steps=steps or tiny().optim.steps)
+        steps_of = ", ".join(f"{s.name} {stretched(base, s.blends).steps}" for s in sets)
+        print(f"{len(sets) * len(seeds)} runs of tiny {model} ({len(sets)} sets x seeds "
+              f"{','.join(map(str, seeds))}), {parallel} at a time; steps: {steps_of}")  # fmt: skip
 
     def run_set(s: ShardSet) -> None:
         train, val = str(s.shards(TRAIN)), str(s.shards(VALIDATE))
