@@ -71,3 +71,43 @@ def test_bad_options_are_one_line_errors(argv, said, capsys):
     assert e.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert said in last
+
+
+def test_it_says_its_runs_and_each_sets_stretched_steps_and_resumes_through_reproduce(
+    tmp_path, monkeypatch, capsys
+):
+    import trainer.spread as spread_module
+
+    made, trained = [], []
+    monkeypatch.setattr(spread_module, "make_set", lambda s, workers: made.append(s.name))
+    monkeypatch.setattr(
+        spread_module,
+        "reproduce",
+        lambda out, train, val, seeds, **kw: (
+            trained.append((out.name, train, val, kw["steps"]))
+            or {"failures": ["c2-s1: trainer.cli train exited with 1; see the log"]}
+        ),
+    )
+    summary = spread_module.spread(tmp_path, [(1, 512), (0, 2048)], [0, 1], parallel=4)
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "4 runs of tiny c2 (2 sets x seeds 0,1), 4 at a time; steps: d0-b2048 3600, d1-b512 900"
+    )
+    assert made == ["d0-b2048", "d1-b512"]  # largest first
+    assert sorted(trained) == [
+        (
+            "d0-b2048",
+            str(tmp_path / "shards/d0-b2048/train"),
+            str(tmp_path / "shards/d0/validate"),
+            None,
+        ),
+        (
+            "d1-b512",
+            str(tmp_path / "shards/d1-b512/train"),
+            str(tmp_path / "shards/d1/validate"),
+            None,
+        ),
+    ]
+    assert sorted(summary["failures"]) == [
+        "d0-b2048: c2-s1: trainer.cli train exited with 1; see the log",
+        "d1-b512: c2-s1: trainer.cli train exited with 1; see the log",
+    ]
