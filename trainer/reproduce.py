@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in (args.train, args.val):
         if not Path(spec).exists():
             parser.error(f"{spec}: no such shards (make demo-shards makes the demo's)")
-    signal.signal(signal.SIGTERM, _interrupt)  # stop the children as Ctrl-C does
+    signal.signal(signal.SIGTERM, raise_interrupt)  # stop the children as Ctrl-C does
     try:
         summary = reproduce(args.out, args.train, args.val, args.seeds, steps=args.steps,
                             parallel=args.parallel)  # fmt: skip
@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if summary["failures"] else 0
 
 
-def _interrupt(signum: int, frame: Any) -> None:
+def raise_interrupt(signum: int, frame: Any) -> None:
+    """A signal handler that stops the command as Ctrl-C does (for SIGTERM)."""
     raise KeyboardInterrupt
 
 

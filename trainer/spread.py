@@ -41,7 +41,7 @@ from tqdm import tqdm
 from blendkit.format import BLEND_KINDS, MANIFEST, TRANSPARENT
 from trainer.config import tiny
 from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES
-from trainer.reproduce import Job, _interrupt, distinct_ints, plan, reproduce
+from trainer.reproduce import Job, distinct_ints, plan, raise_interrupt, reproduce
 from trainer.schedule import stretched
 
 TRAIN, VALIDATE = "train", "validate"  # the demo's splits (blendkit.demo)
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         path = write_report(args.out, sets, args.seeds, args.model, args.target)
         print(f"report: {path}")
         return 0
-    signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C
+    signal.signal(signal.SIGTERM, raise_interrupt)  # as Ctrl-C
     try:
         summary = spread(args.out, pairs, args.seeds, model=args.model, steps=args.steps,
                          parallel=args.parallel, workers=args.workers,
