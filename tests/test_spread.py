@@ -4,10 +4,11 @@ its option errors (the runs themselves go through ``trainer.reproduce``, tested 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from trainer.spread import ShardSet, main, plan_sets, write_report
+from trainer.spread import ShardSet, collect, main, plan_sets, write_report
 
 
 def _evaluated(s: ShardSet, seed: int, step: int, transparent: float, occlusion: float) -> None:
@@ -39,7 +40,7 @@ def test_the_table_has_every_evaluated_run_and_counts_those_within_the_target(tm
     _evaluated(big, 0, 1800, 0.30, 0.38)
     _evaluated(big, 1, 1800, 0.36, 0.36)
     _evaluated(small, 0, 900, 0.35, 0.44)  # seed 1 of this set never finished: no row
-    path = write_report(tmp_path, [big, small], [0, 1], "c2", 0.7)
+    path = write_report(tmp_path, collect([big, small], [0, 1], "c2"), "c2", 0.7)
     assert path.read_text().splitlines()[2:] == [
         "Loss (and its ratio to the identity baseline's) on each set's 48 validation blends; "
         "loss unit: paper: pixels in [-1, 1].",
@@ -111,3 +112,15 @@ def test_it_says_its_runs_and_each_sets_stretched_steps_and_resumes_through_repr
         "d0-b2048: c2-s1: trainer.cli train exited with 1; see the log",
         "d1-b512: c2-s1: trainer.cli train exited with 1; see the log",
     ]
+
+
+def test_sets_are_made_as_make_demo_shards_makes_the_demos():
+    import re
+
+    from trainer.spread import VAL_BLENDS, VAL_SEED
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    validate = makefile[makefile.index("--out $(DEMO_SHARDS)/validate") :].split("\n\t$(BIN)")[0]
+    numbers = dict(re.findall(r"--(num-samples|seed|samples-per-shard) (\d+)", validate))
+    expected = {"num-samples": VAL_BLENDS, "seed": VAL_SEED, "samples-per-shard": 16}
+    assert numbers == {k: str(v) for k, v in expected.items()}

@@ -107,10 +107,8 @@ def make_data(s: ShardSet) -> None:
 def make_set_shards(s: ShardSet, split: str, workers: int) -> None:
     """``blendkit make-shards`` of the set's ``split``, as ``make demo-shards`` makes the demo's
     (kept when finished; an unfinished one is finished)."""
-    out, (blends, seed) = (
-        s.shards(split),
-        (s.blends, 0) if split == TRAIN else (VAL_BLENDS, VAL_SEED),
-    )
+    out = s.shards(split)
+    blends, seed = (s.blends, 0) if split == TRAIN else (VAL_BLENDS, VAL_SEED)
     if (out / MANIFEST).is_file():
         return
     blendkit(["make-shards", str(s.data), "--out", str(out), "--split", split,
@@ -167,17 +165,16 @@ def spread(
         for future in as_completed(trained):
             future.result()
             bar.update(1)
-    path = write_report(Path(out), sets, seeds, model, target)
-    return {"report": str(path), "rows": collect(sets, seeds, model), "failures": failures}
+    rows = collect(sets, seeds, model)
+    path = write_report(Path(out), rows, model, target)
+    return {"report": str(path), "rows": rows, "failures": failures}
 
 
-def write_report(
-    out: Path, sets: Sequence[ShardSet], seeds: Sequence[int], model: str, target: float
-) -> Path:
-    """``OUT/spread.md`` of the runs of ``sets`` evaluated so far."""
+def write_report(out: Path, rows: Sequence[dict[str, Any]], model: str, target: float) -> Path:
+    """``OUT/spread.md`` of ``rows`` (``collect``: the runs evaluated so far)."""
     path = Path(out) / "spread.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report(collect(sets, seeds, model), model, target))
+    path.write_text(report(rows, model, target))
     return path
 
 
@@ -255,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--parallel, --workers, --steps and --blends must be at least 1")
     if args.report:
         sets = plan_sets(args.out, pairs)
-        path = write_report(args.out, sets, args.seeds, args.model, args.target)
+        rows = collect(sets, args.seeds, args.model)
+        path = write_report(args.out, rows, args.model, args.target)
         print(f"report: {path}")
         return 0
     signal.signal(signal.SIGTERM, raise_interrupt)  # as Ctrl-C
