@@ -96,8 +96,13 @@ class OptimConfig:
     lr: float = 0.5
     momentum: float = 0.9
     weight_decay: float = 0.0
+    # how the learning rate falls (``trainer.optim.make_scheduler``): "step", the paper's, times
+    # ``gamma`` at each of ``milestones``; "cosine", not in the paper, from ``lr`` to 0 along half a
+    # cosine over ``steps`` (``milestones`` must then be empty)
+    decay: Literal["step", "cosine"] = "step"
     milestones: list[int] = field(default_factory=lambda: [80_000, 100_000, 120_000])
     gamma: float = 0.1
+    warmup: int = 0  # steps of a linear rise from lr / warmup to lr before the decay; not in the paper
     steps: int = 124_000
     batch: int = 128
     # "auto": the micro-batch that fits the device's memory (trainer.run_cost.resolve_grad_accum)
@@ -117,7 +122,13 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         positive(self, "lr", "steps", "batch", "control_lr_scale")
-        at_least(self, 0, "schedule_blends")
+        at_least(self, 0, "schedule_blends", "warmup")
+        require(
+            self.decay == "step" or not self.milestones,
+            "milestones",
+            f"must be empty with decay=cosine, got {self.milestones}",
+        )
+        require(self.warmup < self.steps, "warmup", f"must be less than steps ({self.steps})")
         if self.grad_accum != AUTO:
             positive(self, "grad_accum")
             require(

@@ -1,11 +1,13 @@
 """The optimiser and its learning-rate schedule (paper section 4).
 
 SGD with momentum and a step schedule: the learning rate is multiplied by ``gamma`` at each of
-``milestones`` (the paper: 0.5, divided by 10 after 80k, 100k and 120k iterations). Adam is offered
-for small CPU runs (``trainer.config.tiny``).
+``milestones`` (the paper: 0.5, divided by 10 after 80k, 100k and 120k iterations). Adam, a cosine
+decay and a linear warm-up are offered for small CPU runs (``trainer.config.tiny``).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -42,7 +44,21 @@ def make_optimizer(cfg: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
 def make_scheduler(
     cfg: OptimConfig, optimizer: torch.optim.Optimizer
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The step schedule, stepped once per optimiser step."""
-    return torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
-    )
+    """The schedule ``cfg.decay`` after ``cfg.warmup`` steps of warm-up, stepped once per
+    optimiser step. The paper's (a step decay, no warm-up) is torch's ``MultiStepLR``, whose
+    state the checkpoints of such runs hold."""
+    if cfg.decay == "step" and not cfg.warmup:
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s))
+
+
+def lr_factor(cfg: OptimConfig, step: int) -> float:
+    """The learning rate at optimiser step ``step`` (0-based) over ``cfg.lr``."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.decay == "cosine":
+        done = (step - cfg.warmup) / (cfg.steps - cfg.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
+    return cfg.gamma ** sum(step >= m for m in cfg.milestones)
