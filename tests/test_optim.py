@@ -81,7 +81,8 @@ def test_warmup_rises_linearly_then_the_cosine_falls_to_zero():
         tiny().optim, lr=1.0, steps=6, decay="cosine", milestones=[], warmup=2
     )
     # warm-up 1/2, 2/2; then cos over the 4 steps left: 1, (1 + cos(pi/4)) / 2, 1/2, ...
-    expected = [0.5, 1.0, 1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 - math.cos(math.pi / 4)) / 2]
+    c = math.cos(math.pi / 4)
+    expected = [0.5, 1.0, 1.0, (1 + c) / 2, 0.5, (1 - c) / 2]
     assert _lrs(optim, 6) == pytest.approx(expected, abs=1e-12)
     assert lr_factor(optim, 6) == lr_factor(optim, 60) == 0.0
 

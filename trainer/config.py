@@ -102,7 +102,8 @@ class OptimConfig:
     decay: Literal["step", "cosine"] = "step"
     milestones: list[int] = field(default_factory=lambda: [80_000, 100_000, 120_000])
     gamma: float = 0.1
-    warmup: int = 0  # steps of a linear rise from lr / warmup to lr before the decay; not in the paper
+    # steps of a linear rise from lr / warmup to lr before the decay; not in the paper
+    warmup: int = 0
     steps: int = 124_000
     batch: int = 128
     # "auto": the micro-batch that fits the device's memory (trainer.run_cost.resolve_grad_accum)
