@@ -87,6 +87,15 @@ def test_warmup_rises_linearly_then_the_cosine_falls_to_zero():
     assert lr_factor(optim, 6) == lr_factor(optim, 60) == 0.0
 
 
+def test_a_held_cosine_stays_at_lr_then_falls_over_the_steps_left():
+    optim = dataclasses.replace(
+        tiny().optim, lr=1.0, steps=7, decay="cosine", milestones=[], warmup=1, hold=2
+    )
+    c = math.cos(math.pi / 4)
+    expected = [1.0, 1.0, 1.0, 1.0, (1 + c) / 2, 0.5, (1 - c) / 2]
+    assert _lrs(optim, 7) == pytest.approx(expected, abs=1e-12)
+
+
 def test_a_step_decay_with_warmup_keeps_its_milestones():
     optim = dataclasses.replace(tiny().optim, lr=1.0, steps=5, milestones=[3], warmup=2)
     assert _lrs(optim, 5) == [0.5, 1.0, 1.0, 0.1, 0.1]
@@ -118,6 +127,8 @@ def test_a_resumed_cosine_schedule_continues_where_it_stopped():
     [
         ({"decay": "cosine"}, "must be empty with decay=cosine"),
         ({"warmup": 900}, "must be less than steps"),
+        ({"decay": "cosine", "milestones": [], "warmup": 400, "hold": 500}, "must be less than"),
+        ({"hold": 100}, "is for decay=cosine"),
         ({"warmup": -1}, "warmup"),
     ],
 )

@@ -32,6 +32,15 @@ def test_stretched_keeps_the_passes_over_the_data_and_never_shrinks():
     assert stretched(fixed, 4096) == fixed
 
 
+def test_a_held_cosine_stretches_its_hold_but_not_its_warmup():
+    optim = OptimConfig(
+        steps=900, decay="cosine", milestones=[], warmup=50, hold=550, schedule_blends=512
+    )
+    wide = stretched(optim, 1024)
+    assert (wide.steps, wide.warmup, wide.hold, wide.milestones) == (1800, 50, 1100, [])
+    assert stretched(optim, 320) == dataclasses.replace(optim, schedule_blends=0)
+
+
 def test_tiny_counts_its_steps_for_the_demos_training_blends():
     makefile = (ROOT / "Makefile").read_text()
     (demo,) = re.findall(r"^DEMO_TRAIN_BLENDS \?= (\d+)$", makefile, re.MULTILINE)
