@@ -87,9 +87,14 @@ def test_warmup_rises_linearly_then_the_cosine_falls_to_zero():
     assert lr_factor(optim, 6) == lr_factor(optim, 60) == 0.0
 
 
-def test_a_held_cosine_stays_at_lr_then_falls_over_the_steps_left():
+def test_a_warmup_longer_than_the_run_only_rises():
+    optim = dataclasses.replace(tiny().optim, lr=1.0, steps=3, milestones=[], warmup=4)
+    assert _lrs(optim, 3) == [0.25, 0.5, 0.75]
+
+
+def test_a_cosine_over_the_last_part_of_the_steps_keeps_lr_before_it():
     optim = dataclasses.replace(
-        tiny().optim, lr=1.0, steps=7, decay="cosine", milestones=[], warmup=1, hold=2
+        tiny().optim, lr=1.0, steps=7, decay="cosine", milestones=[], warmup=1, anneal=4 / 7
     )
     c = math.cos(math.pi / 4)
     expected = [1.0, 1.0, 1.0, 1.0, (1 + c) / 2, 0.5, (1 - c) / 2]
@@ -126,9 +131,9 @@ def test_a_resumed_cosine_schedule_continues_where_it_stopped():
     "keys, message",
     [
         ({"decay": "cosine"}, "must be empty with decay=cosine"),
-        ({"warmup": 900}, "must be less than steps"),
-        ({"decay": "cosine", "milestones": [], "warmup": 400, "hold": 500}, "must be less than"),
-        ({"hold": 100}, "is for decay=cosine"),
+        ({"decay": "cosine", "milestones": [], "anneal": 0.0}, "must be in"),
+        ({"decay": "cosine", "milestones": [], "anneal": 1.5}, "must be in"),
+        ({"anneal": 0.5}, "is for decay=cosine"),
         ({"warmup": -1}, "warmup"),
     ],
 )

@@ -32,12 +32,12 @@ def test_stretched_keeps_the_passes_over_the_data_and_never_shrinks():
     assert stretched(fixed, 4096) == fixed
 
 
-def test_a_held_cosine_stretches_its_hold_but_not_its_warmup():
+def test_a_cosine_keeps_its_warmup_and_its_share_of_the_steps():
     optim = OptimConfig(
-        steps=900, decay="cosine", milestones=[], warmup=50, hold=550, schedule_blends=512
+        steps=900, decay="cosine", milestones=[], warmup=50, anneal=1 / 3, schedule_blends=512
     )
     wide = stretched(optim, 1024)
-    assert (wide.steps, wide.warmup, wide.hold, wide.milestones) == (1800, 50, 1100, [])
+    assert (wide.steps, wide.warmup, wide.anneal, wide.milestones) == (1800, 50, 1 / 3, [])
     assert stretched(optim, 320) == dataclasses.replace(optim, schedule_blends=0)
 
 

@@ -97,13 +97,13 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     # how the learning rate falls (``trainer.optim.make_scheduler``): "step", the paper's, times
-    # ``gamma`` at each of ``milestones``; "cosine", not in the paper, held at ``lr`` for ``hold``
-    # steps after the warm-up, then from ``lr`` to 0 along half a cosine over the steps left
-    # (``milestones`` must then be empty)
+    # ``gamma`` at each of ``milestones``; "cosine", not in the paper, from ``lr`` to 0 along half a
+    # cosine over the last ``anneal`` of the steps (1: all of them after the warm-up), ``lr``
+    # before them (``milestones`` must then be empty)
     decay: Literal["step", "cosine"] = "step"
     milestones: list[int] = field(default_factory=lambda: [80_000, 100_000, 120_000])
     gamma: float = 0.1
-    hold: int = 0
+    anneal: float = 1.0
     # steps of a linear rise from lr / warmup to lr before the decay; not in the paper
     warmup: int = 0
     steps: int = 124_000
@@ -125,18 +125,14 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         positive(self, "lr", "steps", "batch", "control_lr_scale")
-        at_least(self, 0, "schedule_blends", "warmup", "hold")
+        at_least(self, 0, "schedule_blends", "warmup")
         require(
             self.decay == "step" or not self.milestones,
             "milestones",
             f"must be empty with decay=cosine, got {self.milestones}",
         )
-        require(
-            self.warmup + self.hold < self.steps,
-            "warmup",
-            f"with hold ({self.hold}) must be less than steps ({self.steps})",
-        )
-        require(self.decay == "cosine" or not self.hold, "hold", "is for decay=cosine")
+        require(0 < self.anneal <= 1, "anneal", f"must be in (0, 1], got {self.anneal}")
+        require(self.decay == "cosine" or self.anneal == 1, "anneal", "is for decay=cosine")
         if self.grad_accum != AUTO:
             positive(self, "grad_accum")
             require(

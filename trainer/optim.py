@@ -59,7 +59,7 @@ def lr_factor(cfg: OptimConfig, step: int) -> float:
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
     if cfg.decay == "cosine":
-        start = cfg.warmup + cfg.hold
-        done = max(step - start, 0) / (cfg.steps - start)
+        start = max(cfg.warmup, round(cfg.steps * (1 - cfg.anneal)))
+        done = max(step - start, 0) / max(cfg.steps - start, 1)
         return 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
     return cfg.gamma ** sum(step >= m for m in cfg.milestones)

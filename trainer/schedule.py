@@ -1,12 +1,12 @@
 """A schedule counted in passes over the data: ``optim.schedule_blends``.
 
-A preset's ``optim.steps``, ``optim.milestones`` and ``optim.hold`` were set on a data set of some
-size; on one twice as large the same steps make half the passes, and the learning-rate drop comes
-before the model has seen the data as often. ``optim.schedule_blends = N`` says the schedule is
-counted for N training blends: on shards of B > N blends (of the kinds ``data.blend`` keeps) the
-steps, milestones and hold are multiplied by B / N (rounded; the warm-up is not), so the run makes
-the passes it was tuned for. On fewer blends, or with ``schedule_blends = 0``, the schedule is used
-as given: it never shrinks.
+A preset's ``optim.steps`` and ``optim.milestones`` were set on a data set of some size; on one
+twice as large the same steps make half the passes, and the learning-rate drop comes before the
+model has seen the data as often. ``optim.schedule_blends = N`` says the schedule is counted for
+N training blends: on shards of B > N blends (of the kinds ``data.blend`` keeps) the steps and
+milestones are multiplied by B / N (rounded; the warm-up is not, and a cosine decay's ``anneal``
+is already a share of the steps), so the run makes the passes it was tuned for. On fewer blends,
+or with ``schedule_blends = 0``, the schedule is used as given: it never shrinks.
 
 The trainer resolves it at startup, as it does ``optim.grad_accum=auto``: the resolved config
 (``RUN/config.json``) holds the stretched steps and milestones and ``schedule_blends = 0``, so it
@@ -36,8 +36,7 @@ def stretched(optim: OptimConfig, blends: int) -> OptimConfig:
     factor = blends / optim.schedule_blends
     milestones = [round(m * factor) for m in optim.milestones]  # still strictly increasing
     steps = math.ceil(optim.steps * factor)
-    hold = round(optim.hold * factor)
-    return dataclasses.replace(resolved, steps=steps, milestones=milestones, hold=hold)
+    return dataclasses.replace(resolved, steps=steps, milestones=milestones)
 
 
 def training_blends(cfg: TrainConfig) -> int:
