@@ -248,7 +248,11 @@ def tiny() -> TrainConfig:
       decay to 3e-4 at step 400) and 0.71 / 0.63 / 0.66 at 5e-4 with no decay; at 3e-3 its training
       loss rose again after 200 steps. On the shards of x264 ``trellis=0`` (blendkit's default
       since), step 600 at 5e-4 gave 0.71 and 0.74 (seeds 0, 1) without the decay and 0.64, 0.68 and
-      0.64 (seeds 0, 1, 2) with it;
+      0.64 (seeds 0, 1, 2) with it. On nine draws of 512 blends (demo data seeds 0-2 x training
+      seeds 0-2) this step decay gave 0.63-0.77x on transparent blends (2 over 0.7x); a cosine
+      decay (``optim.decay``, warm-up 50) 0.66-0.73x over the whole run (1 over), 0.66-0.88x over
+      its last third (1 over, the worst of all): not adopted (README, "A fair test of two
+      schedules");
     - the 900 steps counted for the demo's 512 training blends (``optim.schedule_blends``,
       ``trainer.schedule``): on more blends the steps and the milestone stretch in proportion. With
       900 steps fixed, 1024 blends of demo data seed 0 gave C2 0.755x / 0.744x the identity on
