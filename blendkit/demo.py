@@ -53,6 +53,7 @@ from blendkit import codec
 from blendkit.kinetics import clip_stem
 from blendkit.typed_config import at_least, positive
 
+TRAIN, VALIDATE = "train", "validate"  # the demo's splits: its folders and annotation CSVs
 CLASSES = (
     "bouncing_ball",
     "sliding_block",
@@ -223,11 +224,11 @@ def make_demo_data(cfg: DemoConfig, progress: bool = True) -> dict:
     rng = np.random.default_rng(cfg.seed)
     plan = [
         (split, label, i)
-        for split, count in (("train", cfg.per_class), ("validate", cfg.val_per_class))
+        for split, count in ((TRAIN, cfg.per_class), (VALIDATE, cfg.val_per_class))
         for label in CLASSES
         for i in range(count)
     ]
-    rows: dict[str, list[dict]] = {"train": [], "validate": []}
+    rows: dict[str, list[dict]] = {TRAIN: [], VALIDATE: []}
     written = 0
     for j, (split, label, i) in enumerate(tqdm(plan, desc="demo-data", disable=not progress)):
         youtube_id = f"demo{j:03d}{label[:3]}".ljust(11, "x")[:11]
@@ -240,16 +241,16 @@ def make_demo_data(cfg: DemoConfig, progress: bool = True) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
         fps = (24.0, 25.0, 30.0)[j % 3]
         frames, audio = render(label, cfg.seconds, fps, np.random.default_rng([cfg.seed, j]))
-        if split == "train" and i == 0 and label == CLASSES[0]:
+        if split == TRAIN and i == 0 and label == CLASSES[0]:
             continue  # annotated but never downloaded, like ~1-2% of Kinetics
-        if split == "train" and i == 0 and label == CLASSES[1]:
+        if split == TRAIN and i == 0 and label == CLASSES[1]:
             path.write_bytes(b"")  # a zero-byte download
             continue
         write_video(
             path,
             frames,
             fps,
-            None if (split == "train" and i == 0 and label == CLASSES[2]) else audio,
+            None if (split == TRAIN and i == 0 and label == CLASSES[2]) else audio,
         )
         written += 1
     for split, split_rows in rows.items():

@@ -38,13 +38,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from blendkit.demo import TRAIN, VALIDATE
 from blendkit.format import BLEND_KINDS, MANIFEST, TRANSPARENT
 from trainer.config import tiny
 from trainer.models.registry import DEFAULT_MODEL, MODEL_NAMES
 from trainer.reproduce import Job, distinct_ints, plan, raise_interrupt, reproduce
 from trainer.schedule import stretched
 
-TRAIN, VALIDATE = "train", "validate"  # the demo's splits (blendkit.demo)
 VAL_BLENDS, VAL_SEED = 48, 1  # the demo's validation shards (Makefile: demo-shards)
 TARGET = 0.7  # issue 13: tiny C2 at or below 0.7x the identity on transparent blends
 
