@@ -19,7 +19,7 @@ import torch
 
 from trainer.config import tiny
 from trainer.models import build_model, count_parameters, resolve_config
-from trainer.models.registry import MODEL_NAMES, variant
+from trainer.models.registry import MODEL_NAMES, outputs_for
 from trainer.objective import compute_loss, model_inputs
 
 
@@ -44,9 +44,7 @@ def step_times(repeats: int = 5, threads: int = 1) -> list[dict]:
     frames, size = 64 // cfg.data.frame_stride, 128 // cfg.pixel_pool
     rows = []
     for kind in MODEL_NAMES:
-        mcfg = cfg.model
-        if variant(kind).n_outputs is not None:  # c3_det: exactly two
-            mcfg = dataclasses.replace(mcfg, n_outputs=variant(kind).n_outputs)
+        mcfg = dataclasses.replace(cfg.model, n_outputs=outputs_for(kind, cfg.model.n_outputs))
         model = build_model(kind, resolve_config(kind, mcfg))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
         batch = synthetic_batch(cfg.optim.batch, frames, size, mcfg.n_mels, 257)

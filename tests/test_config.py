@@ -114,6 +114,19 @@ def test_inconsistent_settings_are_rejected(overrides, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("preset", ["tiny", "paper"])
+def test_a_model_that_needs_an_exact_n_gets_it_from_load_config(preset):
+    """Both presets ask for n = 4 (Table 1); c3_det takes the 2 of equation 5 unless n is set."""
+    assert load_config(preset).model.n_outputs == 4
+    assert load_config(preset, ["model_name=c3_internal"]).model.n_outputs == 4
+    assert load_config(preset, ["model_name=c3_det"]).model.n_outputs == 2
+    assert load_config(preset, ["model_name=c3_det", "model.n_outputs=2"]).model.n_outputs == 2
+    with pytest.raises(ConfigError, match="c3_det\\) needs exactly 2 outputs"):
+        load_config(preset, ["model_name=c3_det", "model.n_outputs=3"])
+    with pytest.raises(ConfigError, match="model_name: expected one of"):
+        load_config(preset, ["model_name=unet"])
+
+
 def test_micro_batch_splits_the_global_batch():
     cfg = apply_overrides(paper(), ["optim.grad_accum=4"])
     assert micro_batch(cfg, world_size=8) == 4  # 128 / (8 * 4)

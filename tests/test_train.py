@@ -23,7 +23,7 @@ import webdataset as wds
 from blendkit.codec import decode_video, encode_alpha, encode_audio, encode_video
 from blendkit.format import SHARD_FORMAT, Geometry
 from trainer import checkpoint as ckpt
-from trainer.config import ConfigError, TrainConfig, apply_overrides, tiny
+from trainer.config import ConfigError, TrainConfig, apply_overrides, load_config
 from trainer.data.device import prepare
 from trainer.logger import DEVICE_KEYS
 from trainer.losses import video_loss
@@ -81,7 +81,7 @@ def small_cfg(run: Path, kind: str = "c2", *overrides: str) -> TrainConfig:
         "data.frame_stride=1",
         "pixel_pool=1",
     ]
-    return apply_overrides(tiny(), [*base, *overrides])
+    return load_config("tiny", [*base, *overrides])
 
 
 def metrics(run: Path) -> list[dict]:

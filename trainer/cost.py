@@ -53,7 +53,7 @@ from trainer.models.composition import Composition, LayerHead
 from trainer.models.control import ControlRegressor
 from trainer.models.decoder import UpBlock, VideoHead
 from trainer.models.i3d import InceptionBlock, Unit3d
-from trainer.models.registry import variant
+from trainer.models.registry import outputs_for
 from trainer.objective import compute_loss, model_inputs
 
 MIB = 2**20
@@ -79,8 +79,7 @@ def paper_clip() -> Clip:
 def paper_model_config(name: str) -> ModelConfig:
     """``trainer.config.paper``'s model sizes for ``name`` (n = 2 for deterministic control)."""
     cfg = paper().model
-    exact = variant(name).n_outputs  # c3_det: exactly two
-    return cfg if exact is None else dataclasses.replace(cfg, n_outputs=exact)
+    return dataclasses.replace(cfg, n_outputs=outputs_for(name, cfg.n_outputs))
 
 
 def synthetic_batch(clip: Clip, batch: int) -> dict[str, Tensor]:

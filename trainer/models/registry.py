@@ -80,6 +80,13 @@ def is_controlled(name: str) -> bool:
     return control_of(name) != NO_CONTROL
 
 
+def outputs_for(name: str, n_outputs: int) -> int:
+    """The outputs model ``name`` trains with when ``n_outputs`` is asked of every model (a
+    preset's n): the variant's exact n where it needs one (c3_det: 2), else ``n_outputs``."""
+    exact = variant(name).n_outputs
+    return n_outputs if exact is None else exact
+
+
 def check_outputs(n_outputs: int, name: str | None = None, key: str = "n_outputs") -> None:
     """The rules on the number of outputs n, in one place: every model needs one output per
     blended video (n >= 2), and a variant may need an exact n (c3_det: 2, equation 5)."""
