@@ -48,8 +48,9 @@ lint: install ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# 512 training blends: on 160, tiny C2 ranged 0.65-0.76x the identity on transparent blends over
-# training seeds and demo-data seeds; on 512, 0.63-0.77x (README, "How much the demo's C2 depends").
+# 512 training blends: on 160, tiny C2 (then n = 2) ranged 0.65-0.76x the identity on transparent
+# blends over training seeds and demo-data seeds; on 512, 0.63-0.77x; with n = 4, 0.56-0.64x on 512
+# (README, "How much the demo's C2 depends").
 # tiny's steps are counted for this many (trainer.config.TINY_SCHEDULE_BLENDS, tests/test_schedule.py)
 DEMO_TRAIN_BLENDS ?= 512
 
