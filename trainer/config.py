@@ -242,7 +242,8 @@ def tiny() -> TrainConfig:
       transparent ratio on the 24 validation blends ranged 0.63-0.77x over nine draws (demo data
       seeds 0-2 at 512 blends x training seeds 0-2; 2 over 0.7x). With four outputs to share
       seven classes out, the same nine draws gave 0.56-0.64x (occlusion 0.69-0.85x against
-      0.84-0.99x), at ~10% more time a step (README, "How much the demo's C2 depends on its draw");
+      0.84-0.99x), a C2 run taking 5.4-5.6 min instead of 5.2 (README, "How much the demo's C2
+      depends on its draw");
     - ``model.input_skip``: outputs start near copies of the input (the identity baseline);
     - ``model.norm="group"``: GroupNorm instead of BatchNorm, whose running statistics from
       8-clip batches broke evaluation (trainer/models/norm.py);

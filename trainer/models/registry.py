@@ -49,17 +49,15 @@ MODEL_NAMES: tuple[str, ...] = tuple(VARIANTS)
 DEFAULT_MODEL = "c2"  # the paper's main network, and the presets'
 
 # Minutes of one ``tiny`` run (900 steps, one torch thread) with a second run beside it on the
-# 2-core build machine, as the last full ``make reproduce-tiny`` measured them (2026-11-30), except
-# C3 internal: that run's two (9.7) shared the machine with other work for 7 minutes; 7.2 is its run
-# beside a C2 run alone (trainer/config.py). They order the schedule (longest first) and its
-# printed plan, no more.
+# 2-core build machine, as the last full ``make reproduce-tiny`` measured them (2026-12-01, n = 4
+# outputs; c3_det 2). They order the schedule (longest first) and its printed plan, no more.
 TINY_RUN_MINUTES: dict[str, float] = {
-    "centrifuge": 3.1,
-    "centrifuge_pc": 6.0,
-    "c2_nomask": 4.0,
-    "c2": 5.2,
-    "c3_det": 5.6,
-    "c3_internal": 7.2,
+    "centrifuge": 3.2,
+    "centrifuge_pc": 6.4,
+    "c2_nomask": 4.4,
+    "c2": 5.5,
+    "c3_det": 5.4,
+    "c3_internal": 7.0,
 }
 
 
