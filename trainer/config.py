@@ -260,8 +260,8 @@ def tiny() -> TrainConfig:
       0.64 (seeds 0, 1, 2) with it. On nine draws of 512 blends (demo data seeds 0-2 x training
       seeds 0-2), with n = 2, this step decay gave 0.63-0.77x on transparent blends (2 over
       0.7x); a cosine decay (``optim.decay``, warm-up 50) 0.66-0.73x over the whole run (1 over),
-      0.66-0.88x over its last third (1 over, the worst of all): not adopted (README, "A fair
-      test of two schedules");
+      0.66-0.88x over its last third (1 over, the worst of all): not adopted (README, "How much
+      the demo's C2 depends on its draw");
     - the 900 steps counted for the demo's 512 training blends (``optim.schedule_blends``,
       ``trainer.schedule``): on more blends the steps and the milestone stretch in proportion. With
       900 steps fixed, 1024 blends of demo data seed 0 gave C2 0.755x / 0.744x the identity on
