@@ -416,8 +416,8 @@ def _exact_outputs(cfg: TrainConfig, overrides: list[str]) -> list[str]:
     """``overrides``, led by ``model.n_outputs`` when the model they choose needs an exact n that
     ``cfg`` (a preset's n, the paper's 4 or tiny's 4) lacks and they do not set it themselves:
     ``--config tiny --model c3_det`` trains with the 2 outputs deterministic control needs."""
-    keys = dict(item.partition("=")[::2] for item in overrides)
-    name = keys.get("model_name", cfg.model_name).strip()
+    keys = {k.strip(): v for k, _, v in (item.partition("=") for item in overrides)}
+    name = keys.get("model_name", cfg.model_name)  # keys read as apply_overrides reads them
     if "model.n_outputs" in keys or name not in MODEL_NAMES:
         return overrides  # set by hand, or an unknown model: validation says what is wrong
     n = outputs_for(name, cfg.model.n_outputs)
