@@ -23,7 +23,13 @@ STEPS ?=
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-15s %s\n",$$1,$$2}'
 
+# measured: the install peaked at 7.7 GB in a fresh clone (torch's CUDA wheels), leaving 5.9 GB
+INSTALL_PEAK_GB := 8
+
 $(STAMP): pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	[ "$$free" -ge $(INSTALL_PEAK_GB) ] || echo "warning: $$free GB free on this disk;" \
+		"the install needs about $(INSTALL_PEAK_GB) GB at its peak (torch's CUDA wheels)" >&2
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

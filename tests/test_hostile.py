@@ -21,6 +21,7 @@ case's run folder is ``out``, an evaluated run lies among the inputs and ``--out
 
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import io
@@ -174,6 +175,8 @@ class Result:
 
 MPL_CACHE = tempfile.mkdtemp(prefix="blendkit-test-mpl-")
 TORCH_CACHE = tempfile.mkdtemp(prefix="blendkit-test-torch-")
+for _cache in (MPL_CACHE, TORCH_CACHE):  # shared by the cases; gone when the session ends
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 
 def run_cli(ws: Workspace, args: list[str], program: str = "cli") -> Result:
