@@ -114,6 +114,24 @@ def test_channel_gate_is_equation_1() -> None:
         assert_close(gated[:, group], feature[:, group] * pooled[:, c : c + 1])
 
 
+def test_mask_rescale_gates_with_m_times_the_mask_so_a_uniform_mask_passes_features() -> None:
+    feature = torch.arange(2 * M * 3 * 8, dtype=torch.float32).reshape(2, M * 3, 2, 2, 2)
+    uniform = torch.full((2, M, 4, 4, 4), 1 / M)
+    assert_close(ChannelGate(M, gain=M)(feature, uniform), feature, rtol=0, atol=0)
+    assert_close(ChannelGate(M)(feature, uniform), feature / M, rtol=0, atol=0)
+    masks = torch.softmax(torch.randn(2, M, 4, 4, 4), dim=1)
+    assert_close(ChannelGate(M, gain=M)(feature, masks), M * ChannelGate(M)(feature, masks))
+
+
+def test_mask_rescale_reaches_every_gated_level_of_c2() -> None:
+    plain, rescaled = tiny("c2"), tiny("c2", mask_rescale=True)
+    assert plain.gating.gate.gain == 1.0
+    assert rescaled.gating.gate.gain == M
+    assert rescaled.gating.levels == plain.gating.levels
+    video, _ = inputs("c2")
+    assert not torch.equal(plain(video).outputs, rescaled(video).outputs)  # same weights otherwise
+
+
 def test_audio_fusion_grid() -> None:
     feats = torch.randn(2, 5, 3, 4)  # (B, C_a, F', T')
     grid = audio_to_video_grid(feats, (4, 2, 3))

@@ -81,6 +81,7 @@ class ModelConfig:
     n_mels: int = 64  # mel bands of the audio input
     beta_mode: str = "pixel"  # pixel: beta (B,n,m,T,H,W); scalar: beta (B,n,m)
     mask_levels: tuple[str, ...] = FEATURE_LEVELS  # I3D levels gated by the masks (eq. 1)
+    mask_rescale: bool = False  # gate with m * M: a uniform mask passes features (not in the paper)
     decoder_widths: tuple[int, ...] = (192, 128, 96, 64, 32)  # layer generator / decoder
     mask_widths: tuple[int, ...] = (64, 64, 64, 32, 16)  # 5 stages: masks at full resolution
     audio_widths: tuple[int, ...] = (64, 128, 256, 512)  # VGG blocks of the audio net
@@ -177,7 +178,7 @@ def _build_net(cfg: ModelConfig, variant: Variant, in_channels: int) -> Decompos
                 msg = f"{level} has {channels[level]} channels, not a multiple of m={cfg.n_layers}"
                 raise ValueError(msg)
         mask_generator = MaskGenerator(channels, _widths(cfg.mask_widths, cfg.width), cfg.n_layers)
-        gating = FeatureGating(cfg.n_layers, tuple(cfg.mask_levels))
+        gating = FeatureGating(cfg.n_layers, tuple(cfg.mask_levels), cfg.mask_rescale)
     audio = None
     bottleneck = channels["Mixed_5c"]
     if cfg.audio:

@@ -15,6 +15,11 @@ Our choices where the paper is silent (its Appendix B figure is not in the text)
   ``ModelConfig.mask_levels`` selects a subset.
 * Downsampling M to a level is average pooling (``adaptive_avg_pool3d`` over exact multiples),
   which keeps the masks summing to 1. Group c is channels [c*d, (c+1)*d).
+
+Not in the paper, off by default: ``ModelConfig.mask_rescale`` gates with m * M_l instead, so a
+uniform mask (1/m everywhere, where a fresh mask generator starts) passes features unchanged
+rather than dividing every gated level by m. Measured on the tiny demo (README, "Reproduction"):
+equation 1 as written is what C2's masks cost there.
 """
 
 from __future__ import annotations
@@ -74,15 +79,17 @@ class _GroupGate(torch.autograd.Function):
 
 
 class ChannelGate(nn.Module):
-    """Equation 1: channel group c of a feature (B, m*d, T, H, W) times mask c at its size.
+    """Equation 1: channel group c of a feature (B, m*d, T, H, W) times mask c at its size
+    (times ``gain``: 1 in equation 1, m with ``mask_rescale``).
 
     The mask is broadcast over the d channels of its group (``_GroupGate``), never copied to
     all m*d channels, so the product saves the (B, m, T, H, W) mask, not a feature-sized one.
     """
 
-    def __init__(self, n_masks: int) -> None:
+    def __init__(self, n_masks: int, gain: float = 1.0) -> None:
         super().__init__()
         self.n_masks = n_masks
+        self.gain = gain
 
     def forward(self, feature: Tensor, masks: Tensor) -> Tensor:
         # feature (B, m*d, T_l, H_l, W_l), masks (B, m, T', H', W') -> (B, m*d, T_l, H_l, W_l)
@@ -90,6 +97,8 @@ class ChannelGate(nn.Module):
         if channels % self.n_masks:
             raise ValueError(f"{channels} feature channels are not a multiple of m={self.n_masks}")
         m_l = downsample_masks(masks, tuple(feature.shape[2:]))  # (B, m, T_l, H_l, W_l)
+        if self.gain != 1.0:
+            m_l = m_l * self.gain
         groups = feature.unflatten(1, (self.n_masks, -1))  # (B, m, d, T_l, H_l, W_l), a view
         gated = _GroupGate.apply(groups, m_l.unsqueeze(2))  # mask broadcast over d
         return gated.flatten(1, 2)  # (B, m*d, T_l, H_l, W_l)
@@ -98,9 +107,9 @@ class ChannelGate(nn.Module):
 class FeatureGating(nn.Module):
     """Applies ``ChannelGate`` to the chosen levels of a feature dict; others pass through."""
 
-    def __init__(self, n_masks: int, levels: tuple[str, ...]) -> None:
+    def __init__(self, n_masks: int, levels: tuple[str, ...], rescale: bool = False) -> None:
         super().__init__()
-        self.gate = ChannelGate(n_masks)
+        self.gate = ChannelGate(n_masks, gain=float(n_masks) if rescale else 1.0)
         self.levels = levels
 
     def forward(self, features: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
