@@ -93,14 +93,18 @@ demo-c3:
 
 REPRO ?= runs/reproduce-tiny
 SEEDS ?= 0,1
+# an ablation: REPRO_MODELS=c2,c3_internal REPRO_SET="model.mask_rescale=true" REPRO=runs/ablation
+REPRO_MODELS ?=
+REPRO_SET ?=
 
 # the demo shards, made once: demo-shards rewrites the demo videos, which makes every shard again
 $(DEMO_SHARDS)/validate/manifest.parquet:
 	$(MAKE) --no-print-directory demo-shards
 
-reproduce-tiny: install $(DEMO_SHARDS)/validate/manifest.parquet ## Tables 1-2 in miniature: six tiny models x SEEDS (0,1) on the demo shards; rerun resumes
+reproduce-tiny: install $(DEMO_SHARDS)/validate/manifest.parquet ## Tables 1-2 in miniature: six tiny models x SEEDS (0,1) on the demo shards [REPRO_SET, REPRO_MODELS]; rerun resumes
 	$(BIN)/python -m trainer.reproduce --train $(DEMO_SHARDS)/train --val $(DEMO_SHARDS)/validate \
-		--out $(REPRO) --seeds $(SEEDS) $(if $(STEPS),--steps $(STEPS))
+		--out $(REPRO) --seeds $(SEEDS) $(if $(STEPS),--steps $(STEPS)) \
+		$(if $(REPRO_MODELS),--models $(REPRO_MODELS)) $(foreach s,$(REPRO_SET),--set $(s))
 
 SPREAD_OUT ?= runs/spread
 SPREAD_ARGS ?= --data-seeds 0,1,2 --blends 512,1024

@@ -203,3 +203,50 @@ def test_shards_of_more_blends_than_the_demos_give_every_run_the_stretched_sched
         overrides = [arg for arg in command if "=" in arg and not arg.startswith("val_shards")]
         optim = load_config("tiny", [*overrides, "optim.steps=1800"]).optim
         assert (optim.steps, optim.milestones, optim.schedule_blends) == (1800, [1200], 0)
+
+
+def test_set_gives_every_run_an_override_and_the_report_says_so(tmp_path, monkeypatch):
+    from trainer.config import load_config
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(Subprocesses, "_run", lambda self, command, log: commands.append(command))
+    reproduce(tmp_path / "sub", "train", "val", [0], steps=STEPS, progress=False,
+              models=["c2", "c3_internal"], overrides=["model.mask_rescale=true"])  # fmt: skip
+    trains = [c for c in commands if c[:2] == ["trainer.cli", "train"]]
+    assert sorted(c[c.index("--model") + 1] for c in trains) == ["c2", "c3_internal"]
+    for command in trains:
+        assert command[-1] == "model.mask_rescale=true"
+        overrides = [arg for arg in command if "=" in arg and not arg.startswith("val_shards")]
+        assert load_config("tiny", overrides).model.mask_rescale is True
+
+    fake = FakeRunner()
+    reproduce(tmp_path / "fake", "train", "val", [0], steps=STEPS, runner=fake, progress=False,
+              models=["c2"], overrides=["model.mask_rescale=true"])  # fmt: skip
+    assert fake.calls == ["train c2-s0", "eval c2-s0"]
+    report = (tmp_path / "fake" / "report.md").read_text()
+    assert "Set on every run: `model.mask_rescale=true`." in report
+    assert json.loads((tmp_path / "fake" / "settings.json").read_text()) == {
+        "steps": STEPS,
+        "overrides": ["model.mask_rescale=true"],
+    }
+
+
+def test_a_rerun_with_other_steps_or_overrides_is_refused_and_bad_options_exit_2(tmp_path):
+    reproduce(tmp_path, "train", "val", [0], steps=STEPS, runner=FakeRunner(), progress=False,
+              models=["c2"])  # fmt: skip
+    for kwargs in ({"steps": STEPS + 1}, {"steps": STEPS, "overrides": ["optim.lr=0.001"]}):
+        again = FakeRunner()
+        with pytest.raises(
+            ValueError, match=f"^{tmp_path}: its runs were made with .*another --out"
+        ):
+            reproduce(tmp_path, "train", "val", [0], runner=again, progress=False, **kwargs)
+        assert again.calls == []
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    common = ["--train", str(shards), "--val", str(shards), "--out", str(tmp_path / "o")]
+    for extra in (["--set", "seed=3"], ["--set", "model.nope=1"], ["--models", "c2,c9"],
+                  ["--models", "c2,c2"]):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            main([*common, *extra])
+        assert e.value.code == 2
+    assert not (tmp_path / "o").exists()

@@ -14,6 +14,12 @@ next to the paper's figures (``trainer.paper``). Losses are in the paper's unit
 Steps: tiny's schedule (or ``--steps``), stretched for training shards of more blends than the
 demo's (``trainer.schedule``); every run is given the resolved steps and milestones.
 
+Ablations: ``--set KEY=VALUE`` (repeatable) gives every run one more config override, e.g.
+``--set model.mask_rescale=true``; ``--models c2,c3_internal`` trains only those. The keys the
+reproduction sets per run (seeds, steps, shards, run folder, model) are refused.
+``OUT/settings.json`` records the steps and overrides; rerunning into the same ``OUT`` with
+others is refused in one line, so a report never mixes runs of two settings.
+
 Resume: rerunning the command skips the runs whose newest checkpoint is at the final step and
 the evaluations whose ``eval.json`` is at their run's step; a run stopped midway continues from
 its checkpoint (the trainer resumes a run folder). Stopping it (Ctrl-C, SIGTERM) stops the runs
@@ -21,10 +27,11 @@ it started.
 
     OUT/runs/MODEL-sSEED/     the training runs      OUT/logs/NAME.{train,eval}.log
     OUT/eval/MODEL-sSEED/     their evaluations      OUT/timings.json   seconds per run and eval
-    OUT/report.md
+    OUT/report.md             OUT/settings.json         steps and overrides
 
     python -m trainer.reproduce --train shards/demo/train --val shards/demo/validate \\
-        --out runs/reproduce-tiny [--seeds 0,1] [--steps N] [--parallel 2]
+        --out runs/reproduce-tiny [--seeds 0,1] [--steps N] [--parallel 2] \\
+        [--models c2,c3_internal] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -45,13 +52,19 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from blendkit.typed_config import ConfigError
 from trainer import checkpoint as ckpt
-from trainer.config import OptimConfig, apply_overrides, tiny
+from trainer.config import OptimConfig, apply_overrides, load_config, tiny
 from trainer.models.registry import MODEL_NAMES, TINY_RUN_MINUTES, is_controlled
 from trainer.reproduce_report import report
 from trainer.schedule import resolve_schedule
 
 FIG10_OFFSETS = "0,0.64,1.28"  # a few offsets of the control audio: evaluation stays quick
+# config keys the reproduction sets for every run itself: not for --set
+PER_RUN_KEYS = (
+    "seed", "data.seed", "val_shards", "progress", "data.shards", "run_dir", "model_name",
+    "optim.steps", "optim.milestones", "optim.schedule_blends",
+)  # fmt: skip
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # two runs on two cores
 
 
@@ -246,12 +259,17 @@ def reproduce(
     runner: Runner | None = None,
     progress: bool = True,
     models: Sequence[str] = MODEL_NAMES,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Train and evaluate every job (``models`` x ``seeds``), then write ``OUT/report.md``;
-    returns a summary (report, steps, jobs, estimated minutes, timings of this call, failures)."""
+    """Train and evaluate every job (``models`` x ``seeds``), each with ``overrides`` too, then
+    write ``OUT/report.md``; returns a summary (report, steps, jobs, estimated minutes, timings
+    of this call, failures). Raises ``ConfigError`` on a bad override and ``ValueError`` when
+    ``out`` holds runs of other steps or overrides."""
     out = Path(out)
+    overrides = check_overrides(overrides)
     optim = tiny_schedule(train_shards, steps)
     steps = optim.steps
+    claim_settings(out, {"steps": steps, "overrides": overrides})
     jobs = plan(out, seeds, models)
     estimate = makespan(jobs, parallel, steps / tiny().optim.steps)
     if progress:
@@ -260,15 +278,58 @@ def reproduce(
               f"~{estimate:.0f} min of training on an idle 2-core machine (an estimate; "
               "evaluations and start-up add to it)")  # fmt: skip
     pinned = [f"optim.milestones={','.join(map(str, optim.milestones))}", "optim.schedule_blends=0"]
-    runner = runner or Subprocesses(train_shards, val_shards, pinned)
+    runner = runner or Subprocesses(train_shards, val_shards, [*pinned, *overrides])
     timings, failures = run_all(
         jobs, runner, steps, parallel, progress, lambda name, t: _save_timings(out, {name: t})
     )
     path = out / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(report(jobs, steps, val_shards, _load_timings(out)))
+    path.write_text(report(jobs, steps, val_shards, _load_timings(out), overrides))
     return {"report": str(path), "steps": steps, "jobs": [j.name for j in jobs],
             "estimated_minutes": estimate, "timings": timings, "failures": failures}  # fmt: skip
+
+
+def check_overrides(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` as a list once ``tiny`` takes them (``ConfigError`` otherwise, or when one
+    sets a key of ``PER_RUN_KEYS``)."""
+    overrides = list(overrides)
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key in PER_RUN_KEYS:
+            raise ConfigError(f"--set {item}: {key} is set per run (use --seeds / --steps)")
+    load_config("tiny", overrides)
+    return overrides
+
+
+def claim_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Record ``settings`` in ``OUT/settings.json``; ``ValueError`` when it records others."""
+    path = out / "settings.json"
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}: not JSON; remove it or use another --out") from None
+        if before != settings:
+            raise ValueError(
+                f"{out}: its runs were made with {json.dumps(before)}, this call asks for "
+                f"{json.dumps(settings)}; use another --out"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1) + "\n")
+
+
+def model_list(text: str) -> list[str]:
+    """``c2,c3_internal`` -> those names; ``argparse.ArgumentTypeError`` for unknown or repeated
+    ones."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if not names or unknown or len(set(names)) != len(names):
+        bad = unknown or names
+        raise argparse.ArgumentTypeError(
+            f"--models {text!r}: expected distinct names from {', '.join(MODEL_NAMES)} (got {bad})"
+        )
+    return names
 
 
 def tiny_schedule(train_shards: str, steps: int | None) -> OptimConfig:
@@ -318,6 +379,17 @@ def main(argv: list[str] | None = None) -> int:
         help="steps per run [tiny's], for 512 training blends (more on more)",
     )
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time [2]")
+    parser.add_argument(
+        "--models", type=model_list, default=list(MODEL_NAMES), help="comma-separated [all six]"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every run (repeatable), e.g. model.mask_rescale=true",
+    )
     args = parser.parse_args(argv)
     if (args.steps is not None and args.steps < 1) or args.parallel < 1:
         parser.error("--steps and --parallel must be at least 1")
@@ -327,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, raise_interrupt)  # stop the children as Ctrl-C does
     try:
         summary = reproduce(args.out, args.train, args.val, args.seeds, steps=args.steps,
-                            parallel=args.parallel)  # fmt: skip
+                            parallel=args.parallel, models=args.models,
+                            overrides=args.overrides)  # fmt: skip
+    except (ConfigError, ValueError) as e:
+        parser.error(str(e))
     except KeyboardInterrupt:
         print("stopped; rerun the same command to resume", file=sys.stderr)
         return 130

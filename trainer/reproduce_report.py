@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from blendkit.format import BLEND_KINDS, OCCLUSION, TRANSPARENT
 from trainer import paper
-from trainer.config import tiny
+from trainer.config import load_config
 from trainer.eval.tables import units_line
 from trainer.models.registry import MODEL_NAMES, NO_CONTROL, control_of
 
@@ -130,12 +130,16 @@ def timing_lines(jobs: Sequence[Job], timings: dict[str, dict[str, float]]) -> l
 
 
 def report(
-    jobs: Sequence[Job], steps: int, val_shards: str, timings: dict[str, dict[str, float]]
+    jobs: Sequence[Job],
+    steps: int,
+    val_shards: str,
+    timings: dict[str, dict[str, float]],
+    overrides: Sequence[str] = (),
 ) -> str:
-    """The markdown report of the jobs that have an eval.json."""
+    """The markdown report of the jobs that have an eval.json (trained with ``overrides``)."""
     found = collect(jobs)
     every = [m for runs in found.values() for m in runs]
-    cfg = tiny()
+    cfg = load_config("tiny", overrides)
     seeds = sorted({j.seed for j in jobs})
     counts = every[0]["samples"] if every else {}
     lines = [
@@ -148,6 +152,8 @@ def report(
         "samples) at the clips the models saw. Cells: mean over seeds (min-max). The paper's "
         "columns are Kinetics-600 at 64x128x128 with full-size models (n = 4) after 124k steps.",
     ]
+    if overrides:
+        lines.append(f"Set on every run: {', '.join(f'`{o}`' for o in overrides)}.")
     if every:
         lines.append(units_line(every))
     lines += ["", "## Table 1: reconstruction loss", "", *table1(found), "",
