@@ -251,10 +251,8 @@ def tiny() -> TrainConfig:
       the bottleneck is 1x1x1, so gating it scales each channel group by its mask's share of the
       whole clip; with it gated, tiny C2 fell back from 0.73x to 1.0x the identity baseline within
       100 steps (the mask-free c2_nomask did not);
-    - equation 1 as written (``model.mask_rescale`` off): gating with m * M instead took tiny C2
-      from 0.346 / 0.419 to 0.329 / 0.374 (transparent / occlusion, paper's unit, mean of seeds
-      0-2; C2 w/o masking 0.319 / 0.386), but ``tiny`` reproduces the paper's model, so the
-      option stays off here (README, "What C2's masks cost at this scale");
+    - equation 1 as in the paper (``model.mask_rescale`` off), though gating with m * M helped
+      tiny C2 on occlusion blends (README, "What C2's masks cost at this scale");
     - Adam at 5e-4, divided by 10 late in the run, batch 8 (the paper's SGD at 0.5 is tuned for
       batch 128). On the earlier transparent-only demo, tiny C2's validation loss over the
       identity's at steps 200 / 400 / 600 was 0.78 / 0.78 / 0.82 at 1e-3 (0.78 / 0.78 / 0.77 with a
