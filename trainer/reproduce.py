@@ -52,9 +52,10 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
+from blendkit import typed_config
 from blendkit.typed_config import ConfigError
 from trainer import checkpoint as ckpt
-from trainer.config import OptimConfig, apply_overrides, load_config, tiny
+from trainer.config import DERIVED_KEYS, OptimConfig, apply_overrides, tiny
 from trainer.models.registry import MODEL_NAMES, TINY_RUN_MINUTES, is_controlled
 from trainer.reproduce_report import report
 from trainer.schedule import resolve_schedule
@@ -291,13 +292,11 @@ def reproduce(
 
 def check_overrides(overrides: Sequence[str]) -> list[str]:
     """``overrides`` as a list once ``tiny`` takes them (``ConfigError`` otherwise, or when one
-    sets a key of ``PER_RUN_KEYS``)."""
+    sets a key of ``PER_RUN_KEYS``: the config's own refusal of keys not to set directly)."""
     overrides = list(overrides)
-    for item in overrides:
-        key = item.partition("=")[0].strip()
-        if key in PER_RUN_KEYS:
-            raise ConfigError(f"--set {item}: {key} is set per run (use --seeds / --steps)")
-    load_config("tiny", overrides)
+    per_run = {key: "is set per run by the reproduction (use --seeds / --steps)"
+               for key in PER_RUN_KEYS}  # fmt: skip
+    typed_config.apply_overrides(tiny(), overrides, {**DERIVED_KEYS, **per_run})
     return overrides
 
 
